@@ -1,0 +1,1 @@
+"""minidiff: a from-scratch, plain-PyTorch teaching implementation of diffusion models."""

@@ -1,0 +1,145 @@
+"""Samplers: DDPM ancestral sampling (Algorithm 2) and the DDIM sigma-family.
+
+Every sampler is a pure function over an eps-model callable `eps_model(x_t, t, context)`,
+takes injectable noise (a tensor holding one draw per step) or a torch.Generator, and calls
+`callback(dict)` after every step with the intermediates (k-diffusion style):
+{"i", "t", "t_prev", "x_t", "eps", "x0_pred", "x_prev"}.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from .gaussian import posterior_mean_from_eps, predict_x0, sigma2
+from .schedule import Schedule, timesteps
+
+EpsModel = Callable[[Tensor, Tensor, "Tensor | None"], Tensor]
+
+
+def _draw(noise: Tensor | None, i: int, like: Tensor, generator: torch.Generator | None) -> Tensor:
+    """The i-th injected noise draw (noise has shape (steps, *like.shape)), or a fresh N(0, I) one."""
+    if noise is not None:
+        return noise[i].to(like)
+    return torch.randn(like.shape, generator=generator, dtype=like.dtype).to(like.device)
+
+
+def _check_noise(noise: Tensor | None, steps: int, x: Tensor) -> None:
+    if noise is not None and tuple(noise.shape) != (steps, *x.shape):
+        raise ValueError(f"noise must have shape (steps, *x.shape) = {(steps, *x.shape)}, got {tuple(noise.shape)}")
+
+
+@torch.no_grad()
+def ddpm_sample(eps_model: EpsModel, sched: Schedule, x_T: Tensor, context: Tensor | None = None,
+                var: str = "beta", noise: Tensor | None = None, generator: torch.Generator | None = None,
+                callback: Callable[[dict], None] | None = None, progress: bool = False) -> Tensor:
+    """DDPM Algorithm 2 (ancestral sampling), t = T..1:
+
+        x_{t-1} = 1/sqrt(alpha_t) (x_t - beta_t / sqrt(1 - alpha_bar_t) eps_theta(x_t, t)) + sigma_t z,
+
+    z ~ N(0, I) for t > 1 and z = 0 at t = 1; sigma_t^2 = beta_t or beta~_t (`var`).
+    `noise`, if given, has shape (T, *x_T.shape); row i is used at t = T - i.
+    """
+    _check_noise(noise, sched.T, x_T)
+    s2 = sigma2(sched, var)
+    x = x_T
+    for i, t_int in enumerate(tqdm(range(sched.T, 0, -1), disable=not progress, desc="DDPM")):
+        t = torch.full((x.shape[0],), t_int, dtype=torch.long, device=x.device)
+        eps = eps_model(x, t, context)
+        mean = posterior_mean_from_eps(sched, x, t, eps)
+        z = _draw(noise, i, x, generator) if t_int > 1 else torch.zeros_like(x)
+        x_prev = mean + s2[t_int].sqrt().to(x) * z
+        if callback is not None:
+            callback({"i": i, "t": t_int, "t_prev": t_int - 1, "x_t": x, "eps": eps,
+                      "x0_pred": predict_x0(sched, x, t, eps), "x_prev": x_prev})
+        x = x_prev
+    return x
+
+
+def _as_index(t: int | Tensor) -> Tensor:
+    return torch.as_tensor(t, dtype=torch.long).reshape(-1)
+
+
+def ddim_sigma(sched: Schedule, t: int | Tensor, t_prev: int | Tensor, eta: float) -> Tensor:
+    """DDIM eq. 16: sigma_t(eta) = eta * sqrt((1 - ab_prev) / (1 - ab_t)) * sqrt(1 - ab_t / ab_prev),
+    with ab = alpha_bar. eta = 1 gives the DDPM posterior std sqrt(beta~_t) when t_prev = t - 1;
+    eta = 0 the deterministic DDIM. Returns float64 of shape (B,) (B = 1 for integer t)."""
+    if eta < 0:
+        raise ValueError(f"eta must be >= 0, got {eta}")
+    t, t_prev = _as_index(t), _as_index(t_prev)
+    if bool((t_prev >= t).any()) or bool((t_prev < 0).any()) or bool((t > sched.T).any()):
+        raise ValueError(f"need 0 <= t_prev < t <= T = {sched.T}, got t = {t.tolist()}, t_prev = {t_prev.tolist()}")
+    ab, ab_prev = sched.alpha_bar[t], sched.alpha_bar[t_prev]
+    return eta * ((1 - ab_prev) / (1 - ab)).sqrt() * (1 - ab / ab_prev).sqrt()
+
+
+def ddim_step(sched: Schedule, x_t: Tensor, eps: Tensor, t: int | Tensor, t_prev: int | Tensor,
+              eta: float = 0.0, noise: Tensor | None = None) -> Tensor:
+    """One step of the DDIM sigma-family (Song et al. 2021, eq. 12), ab = alpha_bar:
+
+        x_{t_prev} = sqrt(ab_prev) * x0_pred                       "predicted x_0"
+                   + sqrt(1 - ab_prev - sigma_t^2) * eps           "direction pointing to x_t"
+                   + sigma_t * noise                               "random noise"
+        x0_pred    = (x_t - sqrt(1 - ab_t) eps) / sqrt(ab_t)
+    """
+    if eps.shape != x_t.shape:
+        raise ValueError(f"eps shape {tuple(eps.shape)} must equal x_t shape {tuple(x_t.shape)}")
+    sigma = ddim_sigma(sched, t, t_prev, eta)
+    if noise is None and bool((sigma > 0).any()):
+        raise ValueError("eta > 0 makes the step stochastic: pass noise ~ N(0, I) of x_t's shape")
+    shape = (-1, *([1] * (x_t.ndim - 1)))
+    ab = sched.alpha_bar[_as_index(t)].to(x_t).view(shape)
+    ab_prev = sched.alpha_bar[_as_index(t_prev)].to(x_t).view(shape)
+    sigma = sigma.to(x_t).view(shape)
+    x0_pred = (x_t - (1 - ab).sqrt() * eps) / ab.sqrt()
+    x_prev = ab_prev.sqrt() * x0_pred + (1 - ab_prev - sigma**2).clamp(min=0).sqrt() * eps
+    return x_prev + sigma * noise if noise is not None else x_prev
+
+
+@torch.no_grad()
+def ddim_sample(eps_model: EpsModel, sched: Schedule, x_T: Tensor, steps: int = 50, eta: float = 0.0,
+                context: Tensor | None = None, spacing: str = "leading", grid: Tensor | None = None,
+                noise: Tensor | None = None, generator: torch.Generator | None = None,
+                callback: Callable[[dict], None] | None = None, progress: bool = False) -> Tensor:
+    """DDIM sampling (Song et al. 2021) over the grid tau_S > ... > tau_1 > 0 (`timesteps`).
+
+    eta = 0 is deterministic; eta = 1 with steps = T is DDPM's ancestral sampler with
+    sigma_t^2 = beta~_t. `noise` (steps, *x_T.shape) is only read when eta > 0.
+    """
+    grid = timesteps(sched.T, steps, spacing) if grid is None else grid
+    _check_noise(noise, len(grid) - 1, x_T)
+    x = x_T
+    pairs = list(zip(grid[:-1].tolist(), grid[1:].tolist()))
+    for i, (t_int, t_prev) in enumerate(tqdm(pairs, disable=not progress, desc="DDIM")):
+        t = torch.full((x.shape[0],), t_int, dtype=torch.long, device=x.device)
+        eps = eps_model(x, t, context)
+        z = _draw(noise, i, x, generator) if eta > 0 else None
+        x_prev = ddim_step(sched, x, eps, t_int, t_prev, eta, z)
+        if callback is not None:
+            callback({"i": i, "t": t_int, "t_prev": t_prev, "x_t": x, "eps": eps,
+                      "x0_pred": predict_x0(sched, x, t, eps), "x_prev": x_prev})
+        x = x_prev
+    return x
+
+
+def classifier_free_guidance(eps_model: EpsModel, null_context: Tensor, w: float) -> EpsModel:
+    """Wrap an eps-model with classifier-free guidance (Ho & Salimans 2021):
+
+        eps~ = eps(x_t, t, null) + w * ( eps(x_t, t, c) - eps(x_t, t, null) ).
+
+    Convention: w = 1 is the plain conditional model, w = 0 the unconditional one (Imagen,
+    diffusers' guidance_scale). Ho & Salimans write eps~ = (1 + w') eps_c - w' eps_u, i.e.
+    w = 1 + w'. Both halves go through the model in one batch [null; cond].
+    `null_context` is the encoded empty prompt, shape (1, L, D) or (B, L, D).
+    """
+    def guided(x_t: Tensor, t: Tensor, context: Tensor | None) -> Tensor:
+        if context is None:
+            raise ValueError("classifier-free guidance needs a conditional context, got None")
+        null = null_context.expand(context.shape[0], *null_context.shape[1:]).to(context)
+        eps_u, eps_c = eps_model(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([null, context])).chunk(2)
+        return eps_u + w * (eps_c - eps_u)
+
+    return guided

@@ -1,0 +1,142 @@
+"""Noise schedules and timestep grids, in the papers' indexing.
+
+Paper indexing (DESIGN.md): x_0 is data and t = 1..T. Every schedule tensor has
+length T+1 and index 0 means "data":
+
+    beta[0] = 0,   alpha[0] = 1,   alpha_bar[0] = 1,
+    alpha_t = 1 - beta_t,          alpha_bar_t = prod_{s<=t} alpha_s.
+
+diffusers' index k is our t = k + 1. DDIM's "alpha_t" is our alpha_bar_t.
+Schedules are float64 so that the derivation checks can go to round-off.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True, eq=False)
+class Schedule:
+    """A variance schedule beta_1..beta_T (stored with beta[0] = 0 in front).
+
+    Build one with `Schedule.linear(...)` or `Schedule.cosine(...)`;
+    `spec` records how, so the schedule can be saved in a checkpoint's JSON.
+    """
+
+    beta: Tensor  # (T+1,) float64, beta[0] = 0
+    spec: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        b = self.beta
+        if b.ndim != 1 or len(b) < 2:
+            raise ValueError(f"beta must be a 1-D tensor of length T+1 >= 2, got shape {tuple(b.shape)}")
+        if b[0] != 0:
+            raise ValueError(f"beta[0] must be 0 (index 0 is the data), got {b[0].item()}")
+        if not bool(((b[1:] > 0) & (b[1:] < 1)).all()):
+            raise ValueError("beta_t must lie in (0, 1) for t = 1..T")
+        object.__setattr__(self, "beta", b.to(torch.float64))
+
+    @property
+    def T(self) -> int:
+        return len(self.beta) - 1
+
+    @cached_property
+    def alpha(self) -> Tensor:
+        """alpha_t = 1 - beta_t, shape (T+1,)."""
+        return 1.0 - self.beta
+
+    @cached_property
+    def alpha_bar(self) -> Tensor:
+        """alpha_bar_t = prod_{s=1}^t alpha_s, shape (T+1,), alpha_bar[0] = 1."""
+        return torch.cumprod(self.alpha, dim=0)
+
+    @cached_property
+    def beta_tilde(self) -> Tensor:
+        """Posterior variance beta~_t = (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) * beta_t (DDPM eq. 7).
+
+        beta_tilde[0] = 0 by convention, and beta_tilde[1] = 0 because x_0 is known given x_1 and x_0.
+        """
+        ab = self.alpha_bar
+        bt = torch.zeros_like(self.beta)
+        bt[1:] = (1.0 - ab[:-1]) / (1.0 - ab[1:]) * self.beta[1:]
+        return bt
+
+    # ---- constructors ---------------------------------------------------------------------
+    @classmethod
+    def linear(cls, T: int = 1000, beta_1: float = 1e-4, beta_T: float = 0.02) -> Schedule:
+        """DDPM's linear schedule: beta_t evenly spaced from beta_1 to beta_T (Ho et al. 2020, sec. 4)."""
+        _check_T(T)
+        beta = torch.zeros(T + 1, dtype=torch.float64)
+        beta[1:] = torch.linspace(beta_1, beta_T, T, dtype=torch.float64)
+        return cls(beta, {"kind": "linear", "T": T, "beta_1": beta_1, "beta_T": beta_T})
+
+    @classmethod
+    def cosine(cls, T: int = 1000, s: float = 0.008, max_beta: float = 0.999) -> Schedule:
+        """Nichol & Dhariwal (2021) eq. 17: alpha_bar_t = f(t)/f(0), f(t) = cos^2(((t/T + s)/(1 + s)) pi/2).
+
+        beta_t = 1 - alpha_bar_t / alpha_bar_{t-1}, clipped at max_beta to avoid the singularity at t = T.
+        """
+        _check_T(T)
+        t = torch.arange(T + 1, dtype=torch.float64)
+        f = torch.cos((t / T + s) / (1 + s) * math.pi / 2) ** 2
+        alpha_bar = f / f[0]
+        beta = torch.zeros(T + 1, dtype=torch.float64)
+        beta[1:] = (1 - alpha_bar[1:] / alpha_bar[:-1]).clamp(max=max_beta)
+        return cls(beta, {"kind": "cosine", "T": T, "s": s, "max_beta": max_beta})
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> Schedule:
+        """Rebuild a schedule from `spec` (what a checkpoint's JSON stores)."""
+        kinds = {"linear": cls.linear, "cosine": cls.cosine}
+        kind = spec.get("kind")
+        if kind not in kinds:
+            raise ValueError(f"unknown schedule kind {kind!r}; expected one of {sorted(kinds)}")
+        return kinds[kind](**{k: v for k, v in spec.items() if k != "kind"})
+
+    def at(self, name: str, t: Tensor, like: Tensor) -> Tensor:
+        """Gather schedule tensor `name` at integer timesteps t (B,), shaped to broadcast against
+        `like` (B, ...) and cast to its dtype/device."""
+        v = getattr(self, name)[t.to(torch.long).cpu()]  # (B,)
+        return v.to(like.device, like.dtype).view(-1, *([1] * (like.ndim - 1)))
+
+
+def _check_T(T: int) -> None:
+    if not isinstance(T, int) or T < 1:
+        raise ValueError(f"T must be a positive integer, got {T!r}")
+
+
+SPACINGS = ("leading", "trailing", "linspace")
+
+
+def timesteps(T: int, steps: int, spacing: str = "leading") -> Tensor:
+    """A strided sub-sequence tau_S > ... > tau_1 >= 1 of 1..T, followed by 0.
+
+    Returns a descending long tensor of length steps + 1 that always ends at t = 0
+    (alpha_bar = 1, the data), so a sampler walks the pairs (grid[i], grid[i+1]) with
+    no special case for the first or last step. Spacings (Lin et al. 2024, table 2,
+    translated to t = k + 1):
+
+    - "leading":  tau_i = 1 + (i-1) * (T // S)              (DDIM's choice; starts at t = 1)
+    - "trailing": tau_i = T - (S - i) * (T / S), rounded      (always includes t = T)
+    - "linspace": tau_i = round(linspace(1, T, S))            (includes both 1 and T)
+    """
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    if steps > T:
+        raise ValueError(f"cannot take {steps} steps on a schedule with T = {T} timesteps; use steps <= {T}")
+    if spacing == "leading":
+        tau = 1 + torch.arange(steps) * (T // steps)
+    elif spacing == "trailing":
+        tau = torch.round(T - torch.arange(steps, dtype=torch.float64) * (T / steps)).long().flip(0)
+    elif spacing == "linspace":
+        tau = torch.round(torch.linspace(1, T, steps, dtype=torch.float64)).long()
+    else:
+        raise ValueError(f"unknown spacing {spacing!r}; expected one of {SPACINGS}")
+    grid = torch.cat([tau.long().flip(0), torch.zeros(1, dtype=torch.long)])
+    assert bool((grid[:-1] > grid[1:]).all()), grid  # strictly decreasing
+    return grid
