@@ -112,7 +112,7 @@ def ddim_sample(eps_model: EpsModel, sched: Schedule, x_T: Tensor, steps: int = 
     grid = timesteps(sched.T, steps, spacing) if grid is None else grid
     _check_noise(noise, len(grid) - 1, x_T)
     x = x_T
-    pairs = list(zip(grid[:-1].tolist(), grid[1:].tolist()))
+    pairs = list(zip(grid[:-1].tolist(), grid[1:].tolist(), strict=True))
     for i, (t_int, t_prev) in enumerate(tqdm(pairs, disable=not progress, desc="DDIM")):
         t = torch.full((x.shape[0],), t_int, dtype=torch.long, device=x.device)
         eps = eps_model(x, t, context)

@@ -1,0 +1,253 @@
+"""Text-conditioned UNet epsilon-model (DDPM/ADM UNet + latent-diffusion transformer blocks).
+
+    eps = unet(x_t, t, context)                      (B, C, H, W)
+    eps, h = unet(x_t, t, context, return_h=True)    h: bottleneck feature (Asyrp's h-space)
+    eps = unet(x_t, t, context, h_delta=dh)          decoder sees h + dh
+
+Layout (feature-map size in brackets, for image_size=32, channel_mults=(1, 2, 2)):
+
+    conv_in [32] -> down: Blocks [32], Down, Blocks [16], Down, Blocks [8]
+                 -> mid: ResBlock, SpatialTransformer, ResBlock [8]   (= h)
+                 -> up:  Blocks [8], Up, Blocks [16], Up, Blocks [32]  (each Block eats a skip)
+                 -> GroupNorm, SiLU, conv_out (zero-init)
+
+A Block is a ResBlock followed, at `attention_resolutions`, by a SpatialTransformer.
+Every Attention layer knows its qualified name (e.g. "down.1.attn.cross_attn"),
+which is what attention controllers see in `AttentionInfo.layer`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from minidiff.nn.attention import Attention
+from minidiff.nn.layers import (
+    Downsample,
+    ResBlock,
+    SpatialTransformer,
+    Upsample,
+    group_norm,
+    timestep_embedding,
+    zero_module,
+)
+
+
+@dataclass
+class UNetConfig:
+    """UNet hyper-parameters. `out_channels` equals `in_channels` (eps has x_t's shape).
+
+    attention_resolutions: feature-map sizes (H = W) at which a SpatialTransformer
+        follows each ResBlock; the middle block always has one.
+    context_dim: width D of the text-token embeddings (B, L, D); None builds an
+        unconditional model without cross-attention.
+    fused_attention: use F.scaled_dot_product_attention when no controller is set
+        (a controller always gets the explicit path). On by default: on the
+        project's 2-core CPU (torch 2.14, 2 threads, best of 5) `shapes_small()`
+        on a batch of 64 took 1.04 s fused vs 1.28 s explicit for forward+backward
+        and 0.33 s vs 0.35 s for a no-grad forward.
+    """
+
+    in_channels: int = 3
+    image_size: int = 32
+    base_channels: int = 64
+    channel_mults: tuple[int, ...] = (1, 2, 2)
+    num_res_blocks: int = 2
+    attention_resolutions: tuple[int, ...] = (16, 8)
+    heads: int = 4
+    dim_head: int = 32
+    context_dim: int | None = None
+    dropout: float = 0.0
+    norm_groups: int = 32
+    fused_attention: bool = True
+
+    @property
+    def out_channels(self) -> int:
+        return self.in_channels
+
+    def feature_sizes(self) -> list[int]:
+        """Feature-map size at each level, e.g. [32, 16, 8] for image_size 32, three levels."""
+        return [self.image_size // 2**i for i in range(len(self.channel_mults))]
+
+    def __post_init__(self):
+        self.channel_mults = tuple(self.channel_mults)
+        self.attention_resolutions = tuple(self.attention_resolutions)
+        factor = 2 ** (len(self.channel_mults) - 1)
+        if self.image_size % factor:
+            raise ValueError(
+                f"image_size must be divisible by 2^(levels-1) = {factor} for "
+                f"channel_mults {self.channel_mults}, got {self.image_size}"
+            )
+        unused = set(self.attention_resolutions) - set(self.feature_sizes())
+        if unused:
+            raise ValueError(
+                f"attention_resolutions {sorted(unused)} never occur; the feature-map "
+                f"sizes of this UNet are {self.feature_sizes()}"
+            )
+
+    @classmethod
+    def tiny(cls, context_dim: int | None = 16) -> UNetConfig:
+        """A few-thousand-parameter 3x32x32 model for tests of training machinery (not for quality)."""
+        return cls(
+            in_channels=3, image_size=32, base_channels=8, channel_mults=(1, 2),
+            num_res_blocks=1, attention_resolutions=(16,), heads=2, dim_head=4,
+            context_dim=context_dim, norm_groups=4,
+        )
+
+    @classmethod
+    def shapes_small(cls, context_dim: int = 64) -> UNetConfig:
+        """Text-conditioned pixel model for 3x32x32 `shapes`, sized for ~50 min of 2-core CPU.
+
+        1,687,075 parameters (context_dim=64); forward+backward on a batch of 64
+        takes about 1.05 s with 2 threads on the project CPU (~3000 steps in 50 min).
+        """
+        return cls(
+            in_channels=3, image_size=32, base_channels=32, channel_mults=(1, 2, 2),
+            num_res_blocks=1, attention_resolutions=(16, 8), heads=4, dim_head=16,
+            context_dim=context_dim, norm_groups=8,
+        )
+
+
+class Block(nn.Module):
+    """ResBlock, then (at attention resolutions) a SpatialTransformer."""
+
+    def __init__(self, in_ch: int, out_ch: int, cfg: UNetConfig, emb_dim: int, attn: bool):
+        super().__init__()
+        self.res = ResBlock(in_ch, out_ch, emb_dim, cfg.dropout, cfg.norm_groups)
+        self.attn = _transformer(out_ch, cfg) if attn else None
+
+    def forward(
+        self, x: Tensor, emb: Tensor, context: Tensor | None, t: Tensor
+    ) -> Tensor:
+        x = self.res(x, emb)  # (B, out_ch, H, W)
+        return x if self.attn is None else self.attn(x, context, t)
+
+
+class MiddleBlock(nn.Module):
+    """ResBlock - SpatialTransformer - ResBlock at the lowest resolution."""
+
+    def __init__(self, ch: int, cfg: UNetConfig, emb_dim: int):
+        super().__init__()
+        self.res1 = ResBlock(ch, ch, emb_dim, cfg.dropout, cfg.norm_groups)
+        self.attn = _transformer(ch, cfg)
+        self.res2 = ResBlock(ch, ch, emb_dim, cfg.dropout, cfg.norm_groups)
+
+    def forward(
+        self, x: Tensor, emb: Tensor, context: Tensor | None, t: Tensor
+    ) -> Tensor:
+        return self.res2(self.attn(self.res1(x, emb), context, t), emb)
+
+
+def _transformer(ch: int, cfg: UNetConfig) -> SpatialTransformer:
+    return SpatialTransformer(
+        ch, cfg.heads, cfg.dim_head, cfg.context_dim, cfg.norm_groups, cfg.fused_attention
+    )
+
+
+class UNet(nn.Module):
+    """Epsilon-model eps_theta(x_t, t, context) (Ho et al. 2020; Rombach et al. 2022)."""
+
+    def __init__(self, cfg: UNetConfig):
+        super().__init__()
+        self.cfg = cfg
+        ch, emb_dim = cfg.base_channels, 4 * cfg.base_channels
+        self.time_mlp = nn.Sequential(
+            nn.Linear(ch, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)
+        )
+        self.conv_in = nn.Conv2d(cfg.in_channels, ch, 3, padding=1)
+        skip_chs, sizes = [ch], cfg.feature_sizes()
+        self.down = nn.ModuleList()
+        for level, mult in enumerate(cfg.channel_mults):
+            attn = sizes[level] in cfg.attention_resolutions
+            for _ in range(cfg.num_res_blocks):
+                self.down.append(Block(ch, cfg.base_channels * mult, cfg, emb_dim, attn))
+                ch = cfg.base_channels * mult
+                skip_chs.append(ch)
+            if level < len(cfg.channel_mults) - 1:
+                self.down.append(Downsample(ch))
+                skip_chs.append(ch)
+        self.mid = MiddleBlock(ch, cfg, emb_dim)
+        self.up = nn.ModuleList()
+        for level, mult in reversed(list(enumerate(cfg.channel_mults))):
+            attn = sizes[level] in cfg.attention_resolutions
+            for _ in range(cfg.num_res_blocks + 1):
+                out_ch = cfg.base_channels * mult
+                self.up.append(Block(ch + skip_chs.pop(), out_ch, cfg, emb_dim, attn))
+                ch = out_ch
+            if level > 0:
+                self.up.append(Upsample(ch))
+        self.norm_out = group_norm(ch, cfg.norm_groups)
+        self.conv_out = zero_module(nn.Conv2d(ch, cfg.out_channels, 3, padding=1))
+        for name, module in self.named_modules():  # controllers see these names
+            if isinstance(module, Attention):
+                module.layer_name = name
+
+    def num_params(self) -> int:
+        """Number of trainable parameters."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    def forward(
+        self, x_t: torch.Tensor, t: torch.Tensor, context: torch.Tensor | None = None, *,
+        h_delta: torch.Tensor | None = None, return_h: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """x_t: (B, C, H, W), t: (B,) integer, context: (B, L, D) or None.
+
+        Returns eps (B, C, H, W), or (eps, h) if `return_h`, where h is the
+        middle-block output (B, C_mid, H_mid, W_mid) *before* `h_delta` is added.
+        """
+        self._check_inputs(x_t, t, context)
+        emb = self.time_mlp(timestep_embedding(t, self.cfg.base_channels))  # (B, emb_dim)
+        x = self.conv_in(x_t)  # (B, base, H, W)
+        skips = [x]
+        for module in self.down:
+            x = module(x, emb, context, t) if isinstance(module, Block) else module(x)
+            skips.append(x)
+        h = self.mid(x, emb, context, t)  # (B, C_mid, H_mid, W_mid)
+        x = h
+        if h_delta is not None:
+            if h_delta.shape != h.shape:
+                raise ValueError(
+                    f"h_delta must have the shape of h {tuple(h.shape)}, got {tuple(h_delta.shape)}"
+                )
+            x = h + h_delta
+        for module in self.up:
+            if isinstance(module, Block):
+                x = torch.cat([x, skips.pop()], dim=1)  # (B, C + C_skip, H, W)
+                x = module(x, emb, context, t)
+            else:
+                x = module(x)  # (B, C, 2H, 2W)
+        eps = self.conv_out(F.silu(self.norm_out(x)))  # (B, C_out, H, W)
+        return (eps, h) if return_h else eps
+
+    def _check_inputs(self, x_t: Tensor, t: Tensor, context: Tensor | None) -> None:
+        cfg, S = self.cfg, self.cfg.image_size
+        expected = (cfg.in_channels, S, S)
+        if x_t.ndim != 4 or tuple(x_t.shape[1:]) != expected:
+            raise ValueError(
+                f"x_t must have shape (B, {cfg.in_channels}, {S}, {S}) for this UNet "
+                f"(in_channels={cfg.in_channels}, image_size={S}), got {tuple(x_t.shape)}"
+            )
+        B = x_t.shape[0]
+        if t.shape != (B,) or t.dtype.is_floating_point or t.dtype == torch.bool:
+            raise ValueError(
+                f"t must be an integer tensor of shape ({B},), got shape {tuple(t.shape)} "
+                f"dtype {t.dtype}"
+            )
+        if cfg.context_dim is None:
+            if context is not None:
+                raise ValueError(
+                    "this UNet is unconditional (context_dim=None) but a context was given"
+                )
+            return
+        if context is None:
+            raise ValueError(
+                f"this UNet needs a context (B, L, {cfg.context_dim}); for the null "
+                "condition pass the encoded empty prompt \"\", not None"
+            )
+        if context.ndim != 3 or context.shape[0] != B or context.shape[2] != cfg.context_dim:
+            raise ValueError(
+                f"context must have shape ({B}, L, {cfg.context_dim}), got {tuple(context.shape)}"
+            )

@@ -1,0 +1,40 @@
+"""The shipped checkpoints, by name.
+
+    from minidiff import pretrained
+    model = pretrained.load("shapes")     # DiffusionModel, eval mode, float32
+
+Checkpoints live in the repository's `data/` folder as NAME.json + NAME.safetensors
+(set $MINIDIFF_CHECKPOINTS to use another folder). Each JSON records the command that
+trained it (`info.command`) and what it measured.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .checkpoint import load_model
+from .model import DiffusionModel
+
+
+def checkpoint_dir() -> Path:
+    return Path(os.environ.get("MINIDIFF_CHECKPOINTS", Path(__file__).resolve().parents[1] / "data"))
+
+
+def names() -> list[str]:
+    """Names of the checkpoints present (those with both a .json and a .safetensors file)."""
+    d = checkpoint_dir()
+    return sorted(p.stem for p in d.glob("*.json") if p.with_suffix(".safetensors").exists())
+
+
+def available(name: str) -> bool:
+    return name in names()
+
+
+def load(name: str) -> DiffusionModel:
+    """Load shipped checkpoint `name` (or a path to NAME.json / NAME.safetensors)."""
+    if os.sep in name or name.endswith((".json", ".safetensors")):
+        return load_model(name)
+    if not available(name):
+        raise ValueError(f"no shipped checkpoint named {name!r} in {checkpoint_dir()}; available: {names()}")
+    return load_model(checkpoint_dir() / name)

@@ -1,0 +1,271 @@
+"""Diffusion training (DDPM Algorithm 1 with L_simple), resumable to the bit.
+
+    repeat
+        x_0 ~ q(x_0), c ~ captions, c <- "" with probability p_uncond    (CFG prompt dropout)
+        t ~ Uniform{1..T}, eps ~ N(0, I)
+        gradient step on || eps - eps_theta(sqrt(ab_t) x_0 + sqrt(1 - ab_t) eps, t, c) ||^2
+    until converged
+
+Around it: AdamW, linear warm-up then cosine decay, gradient clipping, an EMA of the
+weights (the model that is sampled and shipped), atomic checkpoints every `ckpt_every`
+steps holding model, EMA, optimiser, RNG state and step, so a run killed with SIGKILL
+and resumed ends with exactly the weights of an uninterrupted run. The data order is a
+pure function of (seed, step), so it needs no saved state. Under `torchrun`, each
+process takes a slice of every global batch and gradients are averaged with one
+explicit all-reduce (data parallelism written out, gloo on the CPU).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import signal
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from .checkpoint import (
+    load_train_state,
+    optimizer_from_flat,
+    optimizer_to_flat,
+    save_model,
+    save_train_state,
+)
+from .elbo import L_simple
+from .model import DiffusionModel
+from .nn.unet import UNetConfig
+from .schedule import Schedule
+from .text import TextEncoderConfig, Tokenizer
+
+
+@dataclass
+class TrainConfig:
+    """Everything a diffusion training run depends on (saved with its checkpoints)."""
+
+    dataset: str = "shapes"          # shapes | cifar10 | celeba
+    n_train: int = 20_000            # shapes only: number of rendered training scenes
+    data_root: str | None = None     # folder with cifar10-png.zip / celeba-10k.zip (else $MINIDIFF_DATA)
+    image_size: int = 32
+    unet: str = "shapes_small"       # a UNetConfig preset
+    text_dim: int = 64
+    text_depth: int = 2
+    T: int = 1000
+    schedule: str = "linear"
+    steps: int = 2000
+    batch_size: int = 64             # global batch, split across processes
+    lr: float = 1e-3
+    warmup: int = 100
+    min_lr_ratio: float = 0.1        # cosine decay from lr to lr * min_lr_ratio
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    p_uncond: float = 0.1            # prompt dropout for classifier-free guidance
+    ckpt_every: int = 100
+    sample_every: int = 500
+    seed: int = 0
+    out: str = "runs/shapes"
+
+
+# ---- pure pieces --------------------------------------------------------------------------------
+
+def lr_at(cfg: TrainConfig, step: int) -> float:
+    """Linear warm-up over `warmup` steps, then cosine decay to lr * min_lr_ratio at `steps`."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def batch_indices(step: int, batch_size: int, n: int, seed: int) -> Tensor:
+    """Indices of global batch `step`: consecutive slices of one random permutation per epoch.
+
+    A pure function of its arguments, so resuming at any step replays the same data order.
+    """
+    pos = torch.arange(step * batch_size, (step + 1) * batch_size)
+    epochs = pos // n
+    out = torch.empty_like(pos)
+    for e in epochs.unique().tolist():
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + e))
+        sel = epochs == e
+        out[sel] = perm[pos[sel] % n]
+    return out
+
+
+@torch.no_grad()
+def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    """theta_ema <- decay * theta_ema + (1 - decay) * theta."""
+    for e, p in zip(ema.parameters(), model.parameters(), strict=True):
+        e.lerp_(p, 1 - decay)
+
+
+def build_model(cfg: TrainConfig, captions: list[str]) -> DiffusionModel:
+    tok = Tokenizer.from_captions(captions)
+    unet_cfg = getattr(UNetConfig, cfg.unet)(context_dim=cfg.text_dim)
+    text_cfg = TextEncoderConfig(vocab_size=tok.vocab_size, max_len=tok.max_len, dim=cfg.text_dim, depth=cfg.text_depth)
+    sched = Schedule.linear(cfg.T) if cfg.schedule == "linear" else Schedule.cosine(cfg.T)
+    data = {"name": cfg.dataset, "image_size": cfg.image_size}
+    return DiffusionModel(unet_cfg, sched, tok, text_cfg, data)
+
+
+def training_data(cfg: TrainConfig) -> tuple[Tensor, list[str]]:
+    """All training images (N, 3, H, W) in [-1, 1] and their captions, in memory."""
+    if cfg.dataset == "shapes":
+        from .shapes import shapes_tensors
+
+        return shapes_tensors(cfg.n_train, seed=cfg.seed, split="train")
+    from .data import load_dataset
+
+    ds = load_dataset(cfg.dataset, "train", root=cfg.data_root, image_size=cfg.image_size)
+    items = [ds[i] for i in tqdm(range(len(ds)), desc=f"reading {cfg.dataset}")]
+    return torch.stack([it["image"] for it in items]), [it["caption"] for it in items]
+
+
+# ---- the loop -----------------------------------------------------------------------------------
+
+def _dist() -> tuple[int, int]:
+    """(rank, world size); initialises gloo when launched by torchrun."""
+    if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1:
+        if not dist.is_initialized():
+            dist.init_process_group("gloo")
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _all_reduce_grads(params: list[torch.nn.Parameter], world: int) -> None:
+    """Average gradients over processes: one flat buffer, one all-reduce."""
+    grads = [p.grad for p in params]
+    flat = torch.cat([g.flatten() for g in grads])
+    dist.all_reduce(flat)
+    flat /= world
+    i = 0
+    for g in grads:
+        g.copy_(flat[i:i + g.numel()].view_as(g))
+        i += g.numel()
+
+
+def train(cfg: TrainConfig, resume: bool = True, progress: bool = True, _kill_at_step: int | None = None) -> Path:
+    """Train (or resume) a text-conditional diffusion model; returns the run folder.
+
+    Files in `cfg.out`: state.safetensors (resume), model.{json,safetensors} (EMA weights,
+    loadable with `minidiff.checkpoint.load_model`), log.jsonl, samples_*.png, config.json.
+    `_kill_at_step` (tests only) SIGKILLs the process right after that step.
+    """
+    rank, world = _dist()
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    images, captions = training_data(cfg)
+    model = build_model(cfg, captions)
+    tokens = model.tokenizer.encode(captions)  # (N, L)
+    null_tokens = model.tokenizer.encode([""])  # (1, L)
+    ema = copy.deepcopy(model).requires_grad_(False).eval()
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    gen = torch.Generator().manual_seed(cfg.seed * 7 + 1)  # the same on every process
+    step, state_path = 0, out / "state.safetensors"
+    if resume and state_path.exists():
+        step = _restore(state_path, cfg, model, ema, opt, gen)
+    elif rank == 0:
+        (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
+    params = list(model.parameters())
+    bar = tqdm(total=cfg.steps, initial=step, disable=not progress or rank > 0, desc="train")
+    t0 = time.time()
+    while step < cfg.steps:
+        idx = batch_indices(step, cfg.batch_size, len(images), cfg.seed)
+        loss = _loss(model, images[idx], tokens[idx], null_tokens, cfg.p_uncond, gen, slice(rank, None, world))
+        for g in opt.param_groups:
+            g["lr"] = lr_at(cfg, step)
+        opt.zero_grad(set_to_none=False)
+        loss.backward()
+        if world > 1:
+            _all_reduce_grads(params, world)
+        gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        opt.step()
+        ema_update(ema, model, min(cfg.ema_decay, (1 + step) / (10 + step)))
+        step += 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.4f}")
+        if rank == 0:
+            _log(out, step, loss.item(), gnorm.item(), lr_at(cfg, step - 1), time.time() - t0)
+            if step % cfg.ckpt_every == 0 or step == cfg.steps:
+                _checkpoint(state_path, out, cfg, model, ema, opt, gen, step)
+            if cfg.sample_every and (step % cfg.sample_every == 0 or step == cfg.steps):
+                _sample_grid(ema, captions[:16], out / f"samples_{step:06d}.png", cfg.seed)
+        if _kill_at_step is not None and step == _kill_at_step:
+            os.kill(os.getpid(), signal.SIGKILL)
+    bar.close()
+    return out
+
+
+def _loss(model: DiffusionModel, x0: Tensor, tok: Tensor, null_tok: Tensor, p_uncond: float,
+          gen: torch.Generator, part: slice) -> Tensor:
+    """L_simple on this process's `part` of the global batch, captions dropped to "" with
+    probability p_uncond. The noise (dropout, t, eps) is drawn for the whole global batch
+    from one generator that every process holds in the same state, so 2 processes with
+    batch B/2 each follow the 1-process run with batch B."""
+    B = x0.shape[0]
+    drop = torch.rand(B, generator=gen) < p_uncond  # (B,)
+    t = torch.randint(1, model.schedule.T + 1, (B,), generator=gen)  # (B,)
+    eps = torch.randn(x0.shape, generator=gen)  # (B, C, H, W)
+    tok = torch.where(drop[:, None], null_tok, tok)  # (B, L)
+    context = model.text_encoder(tok[part])
+    return L_simple(model, model.schedule, x0[part], context=context, t=t[part], eps=eps[part]).mean()
+
+
+def _checkpoint(path, out, cfg, model, ema, opt, gen, step) -> None:
+    opt_tensors, opt_json = optimizer_to_flat(opt)
+    tensors = {**{f"model.{k}": v for k, v in model.state_dict().items()},
+               **{f"ema.{k}": v for k, v in ema.state_dict().items()}, **opt_tensors,
+               "rng.gen": gen.get_state(), "rng.torch": torch.get_rng_state()}
+    save_train_state(path, tensors, {"step": step, "config": asdict(cfg), "optim": opt_json})
+    save_model(ema, out / "model", info={"step": step, "train_config": asdict(cfg)})
+
+
+def _restore(path, cfg, model, ema, opt, gen) -> int:
+    tensors, state = load_train_state(path)
+    saved = {k: v for k, v in state["config"].items() if k not in ("steps", "out", "sample_every")}
+    now = {k: v for k, v in asdict(cfg).items() if k in saved}
+    if saved != now:
+        diff = {k: (saved[k], now[k]) for k in saved if saved[k] != now.get(k)}
+        raise ValueError(f"{path} was written by a run with another configuration (saved, now): {diff}; "
+                         "resume with the same settings or use a new --out folder")
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+    optimizer_from_flat(opt, tensors, state["optim"])
+    gen.set_state(tensors["rng.gen"])
+    torch.set_rng_state(tensors["rng.torch"])
+    return int(state["step"])
+
+
+def _log(out: Path, step: int, loss: float, gnorm: float, lr: float, seconds: float) -> None:
+    with open(out / "log.jsonl", "a") as f:
+        row = {"step": step, "loss": loss, "grad_norm": gnorm, "lr": lr, "seconds": round(seconds, 2)}
+        f.write(json.dumps(row) + "\n")
+
+
+def _sample_grid(model: DiffusionModel, prompts: list[str], path: Path, seed: int) -> None:
+    from .samplers import classifier_free_guidance, ddim_sample
+    from .viz import save_grid
+
+    with torch.no_grad():
+        g = torch.Generator().manual_seed(seed)
+        x_T = torch.randn(len(prompts), model.unet.cfg.in_channels, model.unet.cfg.image_size,
+                          model.unet.cfg.image_size, generator=g)
+        eps = classifier_free_guidance(model, model.null_context(), w=3.0)
+        x0 = ddim_sample(eps, model.schedule, x_T, steps=25, context=model.encode_text(prompts))
+    save_grid(x0, path, titles=prompts, ncol=4)
+
+
+def config_from_args(**kwargs) -> TrainConfig:
+    """A TrainConfig from keyword arguments, rejecting unknown names (CLI helper)."""
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = set(kwargs) - known
+    if unknown:
+        raise ValueError(f"unknown training options {sorted(unknown)}; known: {sorted(known)}")
+    return TrainConfig(**kwargs)
