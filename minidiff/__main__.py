@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("what", choices=["prompt-accuracy"])
     b.add_argument("--checkpoint", default="shapes")
     b.add_argument("--n", type=int, default=200)
-    b.add_argument("--guidance", type=float, default=3.0)
+    b.add_argument("--guidance", type=float, nargs="+", default=[3.0], help="one or more CFG scales")
     b.add_argument("--steps", type=int, default=50)
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--out", default="out/prompt_accuracy.png")

@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -28,8 +29,15 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from .model import DiffusionModel
+from .nn.autoencoder import Autoencoder, AutoencoderConfig
 
 FORMAT = "minidiff-model/1"
+# kind -> (config of a model, model from a config): every checkpointable architecture
+KINDS = {
+    "DiffusionModel": (lambda m: m.config(), DiffusionModel.from_config),
+    "Autoencoder": (lambda m: asdict(m.cfg), lambda c: Autoencoder(AutoencoderConfig(**{
+        **c, "channel_mults": tuple(c["channel_mults"])}))),
+}
 STATE_FORMAT = "minidiff-train-state/1"
 
 
@@ -57,7 +65,7 @@ def _stem(path: str | os.PathLike) -> Path:
     return p.with_suffix("") if p.suffix in (".json", ".safetensors") else p
 
 
-def save_model(model: DiffusionModel, path: str | os.PathLike, dtype: torch.dtype = torch.float32,
+def save_model(model: DiffusionModel | Autoencoder, path: str | os.PathLike, dtype: torch.dtype = torch.float32,
                info: dict | None = None) -> Path:
     """Write PATH.safetensors and PATH.json; `dtype` float16 halves the file (weights are
     cast back to float32 on load). Returns the JSON path."""
@@ -66,14 +74,17 @@ def save_model(model: DiffusionModel, path: str | os.PathLike, dtype: torch.dtyp
                for k, v in model.state_dict().items()}
     st = stem.with_suffix(".safetensors")
     _atomic_write(st, lambda tmp: save_file(weights, tmp))
-    meta = {"format": FORMAT, "config": model.config(), "dtype": str(dtype).removeprefix("torch."),
+    kind = type(model).__name__
+    if kind not in KINDS:
+        raise TypeError(f"cannot checkpoint a {kind}; known kinds: {sorted(KINDS)}")
+    meta = {"format": FORMAT, "kind": kind, "config": KINDS[kind][0](model), "dtype": str(dtype).removeprefix("torch."),
             "sha256": _sha256(st), "info": info or {}}
     js = stem.with_suffix(".json")
     _atomic_write(js, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1)))
     return js
 
 
-def load_model(path: str | os.PathLike, verify: bool = True) -> DiffusionModel:
+def load_model(path: str | os.PathLike, verify: bool = True) -> DiffusionModel | Autoencoder:
     """Rebuild a model from PATH.json and load PATH.safetensors into it (float32, eval mode)."""
     stem = _stem(path)
     js, st = stem.with_suffix(".json"), stem.with_suffix(".safetensors")
@@ -90,8 +101,14 @@ def load_model(path: str | os.PathLike, verify: bool = True) -> DiffusionModel:
     if verify and meta.get("sha256") != _sha256(st):
         raise ValueError(f"{st} does not match the sha256 recorded in {js}: the weights file is "
                          "corrupt or belongs to another checkpoint")
-    model = DiffusionModel.from_config(meta["config"])
-    model.load_state_dict(_read_tensors(st), strict=True)  # raises on missing/unexpected/mis-shaped keys
+    kind = meta.get("kind", "DiffusionModel")
+    if kind not in KINDS:
+        raise ValueError(f"{js} holds a {kind!r}; known kinds: {sorted(KINDS)}")
+    model = KINDS[kind][1](meta["config"])
+    try:
+        model.load_state_dict(_read_tensors(st), strict=True)
+    except RuntimeError as e:  # missing, unexpected or mis-shaped tensors
+        raise ValueError(f"{st} does not fit the architecture in {js}: {e}") from e
     model.info = meta.get("info", {})
     return model.float().eval()
 

@@ -49,6 +49,7 @@ from .text import TextEncoderConfig, Tokenizer
 class TrainConfig:
     """Everything a diffusion training run depends on (saved with its checkpoints)."""
 
+    task: str = "diffusion"          # diffusion | autoencoder
     dataset: str = "shapes"          # shapes | cifar10 | celeba
     n_train: int = 20_000            # shapes only: number of rendered training scenes
     data_root: str | None = None     # folder with cifar10-png.zip / celeba-10k.zip (else $MINIDIFF_DATA)
@@ -67,6 +68,8 @@ class TrainConfig:
     grad_clip: float = 1.0
     ema_decay: float = 0.999
     p_uncond: float = 0.1            # prompt dropout for classifier-free guidance
+    kl_weight: float = 1e-6          # autoencoder only: weight of the KL term
+    ae_channels: int = 32            # autoencoder only: base channels
     ckpt_every: int = 100
     sample_every: int = 500
     seed: int = 0
@@ -120,11 +123,10 @@ def training_data(cfg: TrainConfig) -> tuple[Tensor, list[str]]:
         from .shapes import shapes_tensors
 
         return shapes_tensors(cfg.n_train, seed=cfg.seed, split="train")
-    from .data import load_dataset
+    from .data import load_dataset, to_float
 
     ds = load_dataset(cfg.dataset, "train", root=cfg.data_root, image_size=cfg.image_size)
-    items = [ds[i] for i in tqdm(range(len(ds)), desc=f"reading {cfg.dataset}")]
-    return torch.stack([it["image"] for it in items]), [it["caption"] for it in items]
+    return to_float(ds.images), list(ds.captions)
 
 
 # ---- the loop -----------------------------------------------------------------------------------
@@ -151,20 +153,28 @@ def _all_reduce_grads(params: list[torch.nn.Parameter], world: int) -> None:
 
 
 def train(cfg: TrainConfig, resume: bool = True, progress: bool = True, _kill_at_step: int | None = None) -> Path:
-    """Train (or resume) a text-conditional diffusion model; returns the run folder.
+    """Train (or resume) `cfg.task` ("diffusion" or "autoencoder"); returns the run folder.
 
-    Files in `cfg.out`: state.safetensors (resume), model.{json,safetensors} (EMA weights,
-    loadable with `minidiff.checkpoint.load_model`), log.jsonl, samples_*.png, config.json.
-    `_kill_at_step` (tests only) SIGKILLs the process right after that step.
+    Files in `cfg.out`: state.safetensors (resume), model.{json,safetensors} (the EMA weights,
+    loadable with `minidiff.checkpoint.load_model`), log.jsonl, config.json, and for diffusion
+    samples_*.png. `_kill_at_step` (tests only) SIGKILLs the process right after that step.
     """
+    torch.manual_seed(cfg.seed)
+    images, captions = training_data(cfg)
+    tasks = {"diffusion": _diffusion_task, "autoencoder": _autoencoder_task}
+    if cfg.task not in tasks:
+        raise ValueError(f"unknown task {cfg.task!r}; expected one of {sorted(tasks)}")
+    model, batch_loss, export = tasks[cfg.task](cfg, images, captions)
+    return fit(cfg, model, batch_loss, len(images), export, resume, progress, _kill_at_step)
+
+
+def fit(cfg: TrainConfig, model: torch.nn.Module, batch_loss, n: int, export, resume: bool = True,
+        progress: bool = True, _kill_at_step: int | None = None) -> Path:
+    """The shared loop: `batch_loss(idx, gen, part)` gives this process's loss on global batch `idx`;
+    `export(ema, step)` writes the shippable model at every checkpoint (rank 0)."""
     rank, world = _dist()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(cfg.seed)
-    images, captions = training_data(cfg)
-    model = build_model(cfg, captions)
-    tokens = model.tokenizer.encode(captions)  # (N, L)
-    null_tokens = model.tokenizer.encode([""])  # (1, L)
     ema = copy.deepcopy(model).requires_grad_(False).eval()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed * 7 + 1)  # the same on every process
@@ -173,12 +183,12 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True, _kill_at
         step = _restore(state_path, cfg, model, ema, opt, gen)
     elif rank == 0:
         (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
-    params = list(model.parameters())
-    bar = tqdm(total=cfg.steps, initial=step, disable=not progress or rank > 0, desc="train")
+    params = [p for p in model.parameters() if p.requires_grad]
+    bar = tqdm(total=cfg.steps, initial=step, disable=not progress or rank > 0, desc=f"train {cfg.task}")
     t0 = time.time()
     while step < cfg.steps:
-        idx = batch_indices(step, cfg.batch_size, len(images), cfg.seed)
-        loss = _loss(model, images[idx], tokens[idx], null_tokens, cfg.p_uncond, gen, slice(rank, None, world))
+        idx = batch_indices(step, cfg.batch_size, n, cfg.seed)
+        loss = batch_loss(idx, gen, slice(rank, None, world))
         for g in opt.param_groups:
             g["lr"] = lr_at(cfg, step)
         opt.zero_grad(set_to_none=False)
@@ -194,9 +204,8 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True, _kill_at
         if rank == 0:
             _log(out, step, loss.item(), gnorm.item(), lr_at(cfg, step - 1), time.time() - t0)
             if step % cfg.ckpt_every == 0 or step == cfg.steps:
-                _checkpoint(state_path, out, cfg, model, ema, opt, gen, step)
-            if cfg.sample_every and (step % cfg.sample_every == 0 or step == cfg.steps):
-                _sample_grid(ema, captions[:16], out / f"samples_{step:06d}.png", cfg.seed)
+                _checkpoint(state_path, cfg, model, ema, opt, gen, step)
+                export(ema, step)
         if _kill_at_step is not None and step == _kill_at_step:
             os.kill(os.getpid(), signal.SIGKILL)
     bar.close()
@@ -218,13 +227,47 @@ def _loss(model: DiffusionModel, x0: Tensor, tok: Tensor, null_tok: Tensor, p_un
     return L_simple(model, model.schedule, x0[part], context=context, t=t[part], eps=eps[part]).mean()
 
 
-def _checkpoint(path, out, cfg, model, ema, opt, gen, step) -> None:
+def _diffusion_task(cfg: TrainConfig, images: Tensor, captions: list[str]):
+    model = build_model(cfg, captions)
+    tokens = model.tokenizer.encode(captions)  # (N, L)
+    null_tokens = model.tokenizer.encode([""])  # (1, L)
+
+    def batch_loss(idx: Tensor, gen: torch.Generator, part: slice) -> Tensor:
+        return _loss(model, images[idx], tokens[idx], null_tokens, cfg.p_uncond, gen, part)
+
+    def export(ema: DiffusionModel, step: int) -> None:
+        save_model(ema, Path(cfg.out) / "model", info={"step": step, "train_config": asdict(cfg)})
+        if cfg.sample_every and (step % cfg.sample_every == 0 or step == cfg.steps):
+            _sample_grid(ema, captions[:16], Path(cfg.out) / f"samples_{step:06d}.png", cfg.seed)
+
+    return model, batch_loss, export
+
+
+def _autoencoder_task(cfg: TrainConfig, images: Tensor, captions: list[str]):
+    """KL autoencoder: loss = L1 reconstruction + kl_weight * KL (`ae_loss`); the exported model
+    carries the latent scale factor estimated on (up to) 2,000 training images."""
+    from .nn.autoencoder import Autoencoder, AutoencoderConfig, ae_loss, estimate_scale_factor
+
+    model = Autoencoder(AutoencoderConfig(kl_weight=cfg.kl_weight, base_channels=cfg.ae_channels))
+
+    def batch_loss(idx: Tensor, gen: torch.Generator, part: slice) -> Tensor:
+        torch.manual_seed(int(torch.randint(0, 2**31, (1,), generator=gen)))  # the posterior sample
+        return ae_loss(model, images[idx][part])[0]
+
+    def export(ema, step: int) -> None:
+        probe = images[torch.linspace(0, len(images) - 1, min(2000, len(images))).long()]
+        ema.scale_factor.fill_(estimate_scale_factor(ema, probe))
+        save_model(ema, Path(cfg.out) / "model", info={"step": step, "train_config": asdict(cfg)})
+
+    return model, batch_loss, export
+
+
+def _checkpoint(path, cfg, model, ema, opt, gen, step) -> None:
     opt_tensors, opt_json = optimizer_to_flat(opt)
     tensors = {**{f"model.{k}": v for k, v in model.state_dict().items()},
                **{f"ema.{k}": v for k, v in ema.state_dict().items()}, **opt_tensors,
                "rng.gen": gen.get_state(), "rng.torch": torch.get_rng_state()}
     save_train_state(path, tensors, {"step": step, "config": asdict(cfg), "optim": opt_json})
-    save_model(ema, out / "model", info={"step": step, "train_config": asdict(cfg)})
 
 
 def _restore(path, cfg, model, ema, opt, gen) -> int:

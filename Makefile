@@ -1,0 +1,33 @@
+# Two commands: `make demo` (the offline showcase) and `make test` (the whole test suite).
+# Both create .venv from requirements.txt on first use.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-fast lint notebooks clean
+
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m minidiff demo --out out
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check minidiff tests benchmarks notebooks
+
+notebooks: $(STAMP)
+	$(VENV)/bin/jupytext --to ipynb notebooks/[0-9]*.py
+
+clean:
+	rm -rf out .pytest_cache
