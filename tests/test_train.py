@@ -90,3 +90,23 @@ def test_learning_rate_warms_up_linearly_then_decays_by_cosine_to_the_floor():
     assert lr_at(cfg, 0) == pytest.approx(1e-4) and lr_at(cfg, 9) == pytest.approx(1e-3)
     assert lr_at(cfg, 60) == pytest.approx(1e-3 * (0.1 + 0.9 * 0.5))  # half-way: cos = 0
     assert lr_at(cfg, 110) == pytest.approx(1e-4) and lr_at(cfg, 500) == pytest.approx(1e-4)
+
+
+def test_autoencoder_task_trains_and_exports_a_model_with_unit_variance_latents(tmp_path):
+    from minidiff.checkpoint import load_model
+    from minidiff.nn.autoencoder import Autoencoder
+    from minidiff.shapes import shapes_tensors
+    from minidiff.train import train
+
+    cfg = TrainConfig(task="autoencoder", n_train=64, batch_size=8, steps=4, ckpt_every=4, warmup=1,
+                      ae_channels=8, out=str(tmp_path))
+    train(cfg, progress=False)
+    ae = load_model(tmp_path / "model")
+    assert isinstance(ae, Autoencoder)
+    images, _ = shapes_tensors(64, seed=0, split="train")  # the training set, which is also the probe set
+    with torch.no_grad():
+        z = ae.to_latent(images)
+    assert z.shape == (64, 4, 8, 8)
+    assert abs(z.double().std().item() - 1) < 1e-4  # float32 encoder outputs; float64 statistics
+    log = [json.loads(r) for r in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert len(log) == 4
