@@ -53,7 +53,8 @@ def shapes_figure(out: Path, n: int = 16, guidance: float = 3.0, seed: int = 0) 
     """Text-to-image samples of the shipped shapes model with the checker's verdicts; None if absent."""
     from . import pretrained
     from .samplers import classifier_free_guidance, ddim_sample
-    from .shapes import caption, check, sample_scene
+    from .shapes import caption, sample_scene
+    from .shapes_check import check
     from .viz import save_grid
 
     if not pretrained.available("shapes"):

@@ -49,7 +49,7 @@ def prompt_accuracy_table(checkpoint: str = "shapes", n: int = 200, guidance: fl
                           steps: int = 50, seed: int = 0, figure: str | Path | None = None) -> list[dict]:
     """Print (and return) the prompt-accuracy table; save a figure of the first 32 samples."""
     from . import pretrained
-    from .shapes import check_batch
+    from .shapes_check import check_batch
 
     model = pretrained.load(checkpoint)
     prompts, renders = heldout_prompts(n, seed)
@@ -69,7 +69,7 @@ def prompt_accuracy_table(checkpoint: str = "shapes", n: int = 200, guidance: fl
 
 
 def _figure(x: Tensor, prompts: list[str], path: Path) -> None:
-    from .shapes import check
+    from .shapes_check import check
     from .viz import save_grid
 
     marks = ["OK " if check(xi, p)["correct"] else "X " for xi, p in zip(x, prompts, strict=True)]

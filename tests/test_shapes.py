@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from minidiff import shapes as S
+from minidiff import shapes_check as C
 
 N_CHECK = 500  # scenes for the checker accuracy tests
 
@@ -117,7 +118,7 @@ def test_masks_agree_with_captions_in_position_colour_and_shape():
         rgb = (image.numpy() + 1) / 2
         assert masks.dtype == torch.bool and masks.shape == (len(scene.objects), 32, 32)
         for obj, mask in zip(scene.objects, masks.numpy(), strict=True):
-            assert S.position_of(*S.centroid(mask)) == obj.position
+            assert C.position_of(*C.centroid(mask)) == obj.position
             mean = rgb[:, mask].mean(axis=1)
             distance = {c: np.linalg.norm(mean - rgb_c) for c, rgb_c in S.OBJECT_COLOURS.items()}
             assert min(distance, key=distance.get) == obj.colour
@@ -181,7 +182,7 @@ def test_parse_errors_name_the_problem_and_the_grammar():
 
 
 def test_checker_accepts_at_least_99_percent_of_clean_renders(test_renders):
-    accuracy = S.check_batch(*test_renders)
+    accuracy = C.check_batch(*test_renders)
     for attribute in ("colour", "shape", "position", "background"):
         assert accuracy[attribute] >= 0.99, accuracy
 
@@ -190,7 +191,7 @@ def test_checker_accepts_at_least_95_percent_of_noisy_blurred_renders(test_rende
     images, captions = test_renders
     noise = torch.randn(images.shape, generator=torch.Generator().manual_seed(0))
     degraded = (_blur(images) + 0.1 * noise).clamp(-1, 1)  # noise std 0.1 in [-1, 1] units
-    accuracy = S.check_batch(degraded, captions)
+    accuracy = C.check_batch(degraded, captions)
     for attribute in ("colour", "shape", "position", "background"):
         assert accuracy[attribute] >= 0.95, accuracy
 
@@ -202,7 +203,7 @@ def test_checker_rejects_captions_with_a_wrong_attribute(test_renders, attribute
     passed = []
     for image, text in zip(images, captions, strict=True):
         spec, k = _wrong_spec(text, attribute, rng)
-        passed.append(S.check(image, spec)["objects"][k][attribute])
+        passed.append(C.check(image, spec)["objects"][k][attribute])
     assert np.mean(passed) <= 0.10
 
 
@@ -211,10 +212,10 @@ def test_checker_rejects_wrong_backgrounds_and_empty_or_random_images(test_rende
     wrong = [c.replace(f" {S.parse_caption(c)['background']} background",
                        " white background" if " white " not in c else " black background")
              for c in captions[:100]]
-    assert S.check_batch(images[:100], wrong)["background"] <= 0.10
+    assert C.check_batch(images[:100], wrong)["background"] <= 0.10
     blank = -torch.ones(3, 32, 32)  # a black image: no object at all
-    assert not S.check(blank, "a red circle on the left on a black background")["colour"]
+    assert not C.check(blank, "a red circle on the left on a black background")["colour"]
     noise = torch.rand(100, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    assert S.check_batch(noise, captions[:100])["correct"] == 0.0
+    assert C.check_batch(noise, captions[:100])["correct"] == 0.0
     with pytest.raises(ValueError, match=r"shape \(3, 32, 32\).*got shape \(1, 3, 32, 32\)"):
-        S.check(images[:1], captions[0])
+        C.check(images[:1], captions[0])
