@@ -18,7 +18,7 @@ from .schedule import Schedule
 from .toy import train_toy, two_moons
 
 
-def toy_figure(out: Path, steps: int = 3000, seed: int = 0) -> dict:
+def toy_figure(out: Path, steps: int = 6000, seed: int = 0) -> dict:
     """Train the 2-D toy, save out/toy_ddpm.png, return the numbers shown in it."""
     g = torch.Generator().manual_seed(seed)
     sched = Schedule.linear(1000)
@@ -76,7 +76,7 @@ def shapes_figure(out: Path, n: int = 16, guidance: float = 3.0, seed: int = 0) 
 def run(out: str | Path = "out", fast: bool = False) -> dict:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    results = {"toy": toy_figure(out, steps=800 if fast else 3000)}
+    results = {"toy": toy_figure(out, steps=2000 if fast else 6000)}
     shapes = shapes_figure(out, n=8 if fast else 16)
     if shapes is not None:
         results["shapes"] = shapes

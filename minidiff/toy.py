@@ -53,7 +53,7 @@ class ToyMLP(nn.Module):
         return self.net(torch.cat([x_t, emb], dim=1))  # (B, dim)
 
 
-def train_toy(data: Tensor, sched: Schedule, steps: int = 3000, batch_size: int = 256, lr: float = 2e-3,
+def train_toy(data: Tensor, sched: Schedule, steps: int = 4000, batch_size: int = 256, lr: float = 2e-2,
               seed: int = 0, progress: bool = True) -> tuple[ToyMLP, list[float]]:
     """Algorithm 1: repeat { x_0 ~ data, t ~ U{1..T}, eps ~ N(0,I), step on ||eps - eps_theta(x_t, t)||^2 }."""
     g = torch.Generator().manual_seed(seed)

@@ -1,0 +1,72 @@
+"""The lecture notebooks run top to bottom in FAST mode, and follow the house rules.
+
+Every `notebooks/[0-9]*.py` (a jupytext py:percent file) is executed in a fresh kernel of
+this interpreter, in a temporary working directory. A cell that raises fails the test with
+that cell's source and traceback (nbclient's CellExecutionError).
+"""
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+jupytext = pytest.importorskip("jupytext")
+nbclient = pytest.importorskip("nbclient")
+nbformat = pytest.importorskip("nbformat")
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK_DIR = ROOT / "notebooks"
+LECTURES = sorted(NOTEBOOK_DIR.glob("[0-9]*.py"))
+# The inline backend is headless (it renders with Agg) and still captures every figure as a
+# display output, as in Jupyter. Setting it explicitly keeps a GUI MPLBACKEND of the caller out.
+KERNEL_ENV = {**os.environ, "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")  # IPython colours its tracebacks
+
+
+def first_code_cell(nb) -> "nbformat.NotebookNode":
+    return next(cell for cell in nb.cells if cell.cell_type == "code")
+
+
+@pytest.mark.parametrize("path", LECTURES, ids=[p.name for p in LECTURES])
+def test_lecture_notebook_has_a_parameters_cell_setting_fast(path):
+    """House rule: the first code cell is tagged `parameters` (papermill) and sets FAST = True for CI."""
+    cell = first_code_cell(jupytext.read(path))
+    assert "parameters" in cell.metadata.get("tags", []), f"{path.name}: first code cell is not tagged 'parameters'"
+    assert re.search(r"^FAST\s*=\s*True\b", cell.source, re.M), f"{path.name}: first code cell must set FAST = True"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", LECTURES, ids=[p.name for p in LECTURES])
+def test_lecture_notebook_executes_in_fast_mode(path, tmp_path):
+    nb = jupytext.read(path)
+    assert re.search(r"^FAST\s*=\s*True\b", first_code_cell(nb).source, re.M)
+    client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
+                                     resources={"metadata": {"path": str(tmp_path)}})
+    try:
+        client.execute(env=KERNEL_ENV)
+    except nbclient.exceptions.CellExecutionError as err:  # its message holds the cell's source and traceback
+        pytest.fail(f"{path.name}: {ANSI_ESCAPE.sub('', str(err))}", pytrace=False)
+
+
+def test_notebooks_never_install_packages():
+    """No `%pip` / `!pip` in any notebook: dependencies belong in pyproject.toml."""
+    files = [*NOTEBOOK_DIR.rglob("*.py"), *NOTEBOOK_DIR.rglob("*.ipynb")]
+    offenders = [str(p.relative_to(ROOT)) for p in files if re.search(r"[%!]\s*pip\b", p.read_text())]
+    assert not offenders, f"notebooks that install packages: {offenders}"
+
+
+def test_no_tracked_ipynb_has_outputs():
+    """Outputs are never committed: a tracked .ipynb (if any) has no outputs and no execution counts."""
+    try:
+        listed = subprocess.run(["git", "ls-files", "notebooks"], cwd=ROOT, capture_output=True, text=True,
+                                check=True).stdout.split()
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("not a git checkout")
+    dirty = []
+    for name in (n for n in listed if n.endswith(".ipynb") and (ROOT / n).exists()):
+        nb = nbformat.read(ROOT / name, as_version=4)
+        if any(c.get("outputs") or c.get("execution_count") is not None for c in nb.cells if c.cell_type == "code"):
+            dirty.append(name)
+    assert not dirty, f"tracked notebooks with outputs (clear them before committing): {dirty}"
