@@ -28,6 +28,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from .guidance import ClassifierConfig, NoisyClassifier
 from .model import DiffusionModel
 from .nn.autoencoder import Autoencoder, AutoencoderConfig
 
@@ -36,6 +37,8 @@ FORMAT = "minidiff-model/1"
 KINDS = {
     "DiffusionModel": (lambda m: m.config(), DiffusionModel.from_config),
     "Autoencoder": (lambda m: asdict(m.cfg), lambda c: Autoencoder(AutoencoderConfig(**{
+        **c, "channel_mults": tuple(c["channel_mults"])}))),
+    "NoisyClassifier": (lambda m: asdict(m.cfg), lambda c: NoisyClassifier(ClassifierConfig(**{
         **c, "channel_mults": tuple(c["channel_mults"])}))),
 }
 STATE_FORMAT = "minidiff-train-state/1"

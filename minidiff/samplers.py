@@ -60,18 +60,27 @@ def ddpm_sample(eps_model: EpsModel, sched: Schedule, x_T: Tensor, context: Tens
 
 
 def _as_index(t: int | Tensor) -> Tensor:
-    return torch.as_tensor(t, dtype=torch.long).reshape(-1)
+    t = torch.as_tensor(t)
+    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+        raise TypeError(f"timesteps must be integers (int or an integer tensor), got dtype {t.dtype}")
+    return t.to(torch.long).reshape(-1).cpu()
+
+
+def timestep_pair(sched: Schedule, t: int | Tensor, t_prev: int | Tensor) -> tuple[Tensor, Tensor]:
+    """(t, t_prev) as long index tensors of shape (B,) (B = 1 for ints), checked: 0 <= t_prev < t <= T."""
+    t, t_prev = _as_index(t), _as_index(t_prev)
+    if bool((t_prev >= t).any()) or bool((t_prev < 0).any()) or bool((t > sched.T).any()):
+        raise ValueError(f"need 0 <= t_prev < t <= T = {sched.T}, got t = {t.tolist()}, t_prev = {t_prev.tolist()}")
+    return t, t_prev
 
 
 def ddim_sigma(sched: Schedule, t: int | Tensor, t_prev: int | Tensor, eta: float) -> Tensor:
     """DDIM eq. 16: sigma_t(eta) = eta * sqrt((1 - ab_prev) / (1 - ab_t)) * sqrt(1 - ab_t / ab_prev),
     with ab = alpha_bar. eta = 1 gives the DDPM posterior std sqrt(beta~_t) when t_prev = t - 1;
     eta = 0 the deterministic DDIM. Returns float64 of shape (B,) (B = 1 for integer t)."""
-    if eta < 0:
-        raise ValueError(f"eta must be >= 0, got {eta}")
-    t, t_prev = _as_index(t), _as_index(t_prev)
-    if bool((t_prev >= t).any()) or bool((t_prev < 0).any()) or bool((t > sched.T).any()):
-        raise ValueError(f"need 0 <= t_prev < t <= T = {sched.T}, got t = {t.tolist()}, t_prev = {t_prev.tolist()}")
+    if not eta >= 0:  # also catches NaN
+        raise ValueError(f"eta must be >= 0 (0 = deterministic DDIM, 1 = DDPM-like), got {eta}")
+    t, t_prev = timestep_pair(sched, t, t_prev)
     ab, ab_prev = sched.alpha_bar[t], sched.alpha_bar[t_prev]
     return eta * ((1 - ab_prev) / (1 - ab)).sqrt() * (1 - ab / ab_prev).sqrt()
 
@@ -83,20 +92,45 @@ def ddim_step(sched: Schedule, x_t: Tensor, eps: Tensor, t: int | Tensor, t_prev
         x_{t_prev} = sqrt(ab_prev) * x0_pred                       "predicted x_0"
                    + sqrt(1 - ab_prev - sigma_t^2) * eps           "direction pointing to x_t"
                    + sigma_t * noise                               "random noise"
-        x0_pred    = (x_t - sqrt(1 - ab_t) eps) / sqrt(ab_t)
+        x0_pred    = (x_t - sqrt(1 - ab_t) eps) / sqrt(ab_t),      sigma_t = ddim_sigma(t, t_prev, eta)
+
+    x_t, eps, noise: (B, ...); t, t_prev: ints or (B,) integer tensors with 0 <= t_prev < t <= T.
+    Coefficients are computed in float64 and cast to x_t's dtype. At t_prev = 0 (ab_prev = 1) the
+    step returns x0_pred exactly. eta > 1 is allowed only while sigma_t^2 <= 1 - ab_prev.
     """
     if eps.shape != x_t.shape:
         raise ValueError(f"eps shape {tuple(eps.shape)} must equal x_t shape {tuple(x_t.shape)}")
-    sigma = ddim_sigma(sched, t, t_prev, eta)
+    if noise is not None and noise.shape != x_t.shape:
+        raise ValueError(f"noise shape {tuple(noise.shape)} must equal x_t shape {tuple(x_t.shape)}")
+    t_idx, t_prev_idx = timestep_pair(sched, t, t_prev)
+    if len(t_idx) not in (1, x_t.shape[0]) or len(t_prev_idx) not in (1, x_t.shape[0]):
+        raise ValueError(f"t and t_prev must be ints or have shape (B,) = ({x_t.shape[0]},), "
+                         f"got {tuple(t_idx.shape)} and {tuple(t_prev_idx.shape)}")
+    sigma = ddim_sigma(sched, t_idx, t_prev_idx, eta)  # (B,) float64
     if noise is None and bool((sigma > 0).any()):
-        raise ValueError("eta > 0 makes the step stochastic: pass noise ~ N(0, I) of x_t's shape")
+        raise ValueError(f"eta = {eta} > 0 makes the step stochastic: pass noise ~ N(0, I) of x_t's shape")
+    ab, ab_prev = sched.alpha_bar[t_idx], sched.alpha_bar[t_prev_idx]  # (B,) float64
+    dir_var = 1 - ab_prev - sigma**2
+    if bool((dir_var < -1e-12).any()):
+        raise ValueError(f"eta = {eta} is too large: sigma_t^2 > 1 - alpha_bar_prev at t = {t_idx.tolist()}, "
+                         f"t_prev = {t_prev_idx.tolist()}; use eta <= 1")
     shape = (-1, *([1] * (x_t.ndim - 1)))
-    ab = sched.alpha_bar[_as_index(t)].to(x_t).view(shape)
-    ab_prev = sched.alpha_bar[_as_index(t_prev)].to(x_t).view(shape)
-    sigma = sigma.to(x_t).view(shape)
-    x0_pred = (x_t - (1 - ab).sqrt() * eps) / ab.sqrt()
-    x_prev = ab_prev.sqrt() * x0_pred + (1 - ab_prev - sigma**2).clamp(min=0).sqrt() * eps
-    return x_prev + sigma * noise if noise is not None else x_prev
+
+    def coef(c: Tensor) -> Tensor:  # (B,) float64 -> (B, 1, ...) in x_t's dtype and device
+        return c.to(x_t).view(shape)
+
+    x0_pred = (x_t - coef((1 - ab).sqrt()) * eps) / coef(ab.sqrt())
+    x_prev = coef(ab_prev.sqrt()) * x0_pred + coef(dir_var.clamp(min=0).sqrt()) * eps
+    return x_prev + coef(sigma) * noise if noise is not None else x_prev
+
+
+def check_grid(grid: Tensor, T: int) -> Tensor:
+    """Validate a timestep grid: 1-D integers, strictly decreasing, grid[0] <= T, ending at 0."""
+    grid = _as_index(grid)
+    if len(grid) < 2 or grid[-1] != 0 or grid[0] > T or not bool((grid[:-1] > grid[1:]).all()):
+        raise ValueError(f"a grid must be strictly decreasing from at most T = {T} down to 0 "
+                         f"(see schedule.timesteps), got {grid.tolist()}")
+    return grid
 
 
 @torch.no_grad()
@@ -107,9 +141,11 @@ def ddim_sample(eps_model: EpsModel, sched: Schedule, x_T: Tensor, steps: int = 
     """DDIM sampling (Song et al. 2021) over the grid tau_S > ... > tau_1 > 0 (`timesteps`).
 
     eta = 0 is deterministic; eta = 1 with steps = T is DDPM's ancestral sampler with
-    sigma_t^2 = beta~_t. `noise` (steps, *x_T.shape) is only read when eta > 0.
+    sigma_t^2 = beta~_t. `noise` (steps, *x_T.shape) is only read when eta > 0. A custom
+    `grid` (descending integers ending at 0, see `check_grid`) replaces steps and spacing.
+    The last step goes to t = 0 (alpha_bar = 1), so its output is that step's x0_pred.
     """
-    grid = timesteps(sched.T, steps, spacing) if grid is None else grid
+    grid = timesteps(sched.T, steps, spacing) if grid is None else check_grid(grid, sched.T)
     _check_noise(noise, len(grid) - 1, x_T)
     x = x_T
     pairs = list(zip(grid[:-1].tolist(), grid[1:].tolist(), strict=True))

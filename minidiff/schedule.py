@@ -123,7 +123,8 @@ def timesteps(T: int, steps: int, spacing: str = "leading") -> Tensor:
 
     - "leading":  tau_i = 1 + (i-1) * (T // S)              (DDIM's choice; starts at t = 1)
     - "trailing": tau_i = T - (S - i) * (T / S), rounded      (always includes t = T)
-    - "linspace": tau_i = round(linspace(1, T, S))            (includes both 1 and T)
+    - "linspace": tau_i = 1 + round(linspace(0, T - 1, S))    (includes both 1 and T; ties round to even
+                  in diffusers' index k = t - 1, as numpy does, so the grids are identical)
     """
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
@@ -132,9 +133,15 @@ def timesteps(T: int, steps: int, spacing: str = "leading") -> Tensor:
     if spacing == "leading":
         tau = 1 + torch.arange(steps) * (T // steps)
     elif spacing == "trailing":
-        tau = torch.round(T - torch.arange(steps, dtype=torch.float64) * (T / steps)).long().flip(0)
+        # T - j T/S for j = 0..S-1, with the step rounded as numpy.arange(T, 0, -T/S) rounds it (exact .5 ties
+        # then break as in diffusers)
+        step = (T - T / steps) - T
+        tau = torch.round(T + torch.arange(steps, dtype=torch.float64) * step).long().flip(0)
     elif spacing == "linspace":
-        tau = torch.round(torch.linspace(1, T, steps, dtype=torch.float64)).long()
+        # k_i = i (T - 1) / (S - 1) computed as numpy.linspace does (torch.linspace breaks some .5 ties differently)
+        k = torch.arange(steps, dtype=torch.float64) * ((T - 1) / max(steps - 1, 1))
+        k[-1] = T - 1 if steps > 1 else 0
+        tau = 1 + torch.round(k).long()
     else:
         raise ValueError(f"unknown spacing {spacing!r}; expected one of {SPACINGS}")
     grid = torch.cat([tau.long().flip(0), torch.zeros(1, dtype=torch.long)])
