@@ -44,16 +44,32 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--to", required=True, help="destination stem, e.g. data/shapes")
     e.add_argument("--dtype", default="float16", choices=["float16", "float32"])
     e.add_argument("--command", default="", help="the training command, recorded in the JSON")
-    b = sub.add_parser("bench", help="measured tables")
-    b.add_argument("what", choices=["prompt-accuracy"])
+    b = sub.add_parser("bench", help="measured tables (printed as markdown; figures in out/)",
+                       description="prompt-accuracy: checker-judged samples of held-out prompts; ddim-roundtrip: "
+                       "inversion+sampling MSE vs steps; cfg-inversion: the same under CFG w; eta-grid: samples "
+                       "across eta and steps; classifier-guidance: background hit rate vs guidance scale.")
+    b.add_argument("what", choices=["prompt-accuracy", "ddim-roundtrip", "cfg-inversion", "eta-grid",
+                                    "classifier-guidance"])
     b.add_argument("--checkpoint", default="shapes")
-    b.add_argument("--n", type=int, default=200)
-    b.add_argument("--guidance", type=float, nargs="+", default=[3.0], help="one or more CFG scales")
-    b.add_argument("--steps", type=int, default=50)
+    b.add_argument("--n", type=int, default=None, help="number of prompts / images (a default per table)")
+    b.add_argument("--guidance", type=float, nargs="+", default=None, help="CFG scale(s) w")
+    b.add_argument("--steps", type=int, nargs="+", default=None, help="DDIM step count(s)")
+    b.add_argument("--classifier", default="data/shapes_classifier", help="classifier-guidance: checkpoint")
+    b.add_argument("--scales", type=float, nargs="+", default=[0.0, 1.0, 3.0, 10.0])
+    b.add_argument("--prompt", default="a red circle on the left on a gray background")
     b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--out", default="out/prompt_accuracy.png")
+    b.add_argument("--out", default="out")
+    c = sub.add_parser("train-classifier", help="train the noise-conditional shapes classifier for classifier guidance")
+    c.add_argument("--checkpoint", default="shapes", help="the diffusion model whose schedule the classifier uses")
+    c.add_argument("--kind", default="background", choices=["background", "colour"])
+    c.add_argument("--n", type=int, default=20_000)
+    c.add_argument("--steps", type=int, default=3000)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--to", default="data/shapes_classifier")
     a = ap.parse_args(argv)
-    return {"demo": _demo, "train": _train, "sample": _sample, "export": _export, "bench": _bench}[a.cmd](a)
+    commands = {"demo": _demo, "train": _train, "sample": _sample, "export": _export, "bench": _bench,
+                "train-classifier": _train_classifier}
+    return commands[a.cmd](a)
 
 
 def _demo(a) -> int:
@@ -102,9 +118,53 @@ def _export(a) -> int:
 
 
 def _bench(a) -> int:
-    from .evaluate import prompt_accuracy_table
+    from pathlib import Path
 
-    prompt_accuracy_table(a.checkpoint, n=a.n, guidance=a.guidance, steps=a.steps, seed=a.seed, figure=a.out)
+    from . import experiments, pretrained
+    from .evaluate import prompt_accuracy_table
+    from .shapes import shapes_tensors
+
+    out = Path(a.out)
+    if a.what == "prompt-accuracy":
+        prompt_accuracy_table(a.checkpoint, n=a.n or 200, guidance=a.guidance or [3.0], steps=(a.steps or [50])[0],
+                              seed=a.seed, figure=out / "prompt_accuracy.png")
+        return 0
+    model = pretrained.load(a.checkpoint)
+    images, captions = shapes_tensors(a.n or 64, seed=a.seed, split="test")
+    if a.what == "ddim-roundtrip":
+        experiments.ddim_roundtrip_table(model, images, captions, steps_list=tuple(a.steps or (10, 20, 50, 100, 200,
+                                                                                             500, 1000)))
+    elif a.what == "cfg-inversion":
+        experiments.cfg_inversion_table(model, images, captions, ws=tuple(a.guidance or (1.0, 3.0, 7.5)),
+                                        steps=(a.steps or [50])[0])
+    elif a.what == "eta-grid":
+        experiments.eta_steps_grid(model, a.prompt, steps=tuple(a.steps or (10, 20, 50, 100)), seed=a.seed,
+                                   guidance=(a.guidance or [3.0])[0], path=out / "eta_steps_grid.png")
+    else:
+        from .checkpoint import load_model
+
+        clf = load_model(a.classifier)
+        if clf.info.get("kind") != "background":
+            kind = clf.info.get("kind")
+            raise ValueError(f"{a.classifier} predicts {kind!r}; this table needs a background classifier")
+        experiments.classifier_guidance_table(model, clf, clf.info["labels"], tuple(a.scales), n=a.n or 64,
+                                              steps=(a.steps or [50])[0], seed=a.seed)
+    return 0
+
+
+def _train_classifier(a) -> int:
+    from . import pretrained
+    from .checkpoint import save_model
+    from .guidance import shapes_labels, train_shapes_classifier
+
+    sched = pretrained.load(a.checkpoint).schedule
+    clf, losses, accuracy = train_shapes_classifier(sched, a.kind, n=a.n, steps=a.steps, seed=a.seed)
+    labels = shapes_labels([], a.kind)[1]
+    print("held-out accuracy by timestep: " + ", ".join(f"t={t}: {acc:.3f}" for t, acc in accuracy.items()))
+    info = {"labels": labels, "kind": a.kind, "schedule": sched.spec, "steps": a.steps, "final_loss": losses[-1],
+            "heldout_accuracy": {str(t): acc for t, acc in accuracy.items()},
+            "command": "python -m minidiff train-classifier " + " ".join(sys.argv[2:])}
+    print(f"saved {save_model(clf, a.to, info=info)}")
     return 0
 
 

@@ -143,3 +143,30 @@ def eta_steps_grid(model, prompt: str | None = None, etas: tuple[float, ...] = (
 
 def _se(x: Tensor) -> float:
     return (x.std() / len(x) ** 0.5).item() if len(x) > 1 else float("nan")
+
+
+@torch.no_grad()
+def classifier_guidance_table(model, classifier, label_names: list[str], scales: tuple[float, ...] = (0.0, 1.0, 3.0),
+                              n: int = 64, steps: int = 50, seed: int = 0) -> list[dict]:
+    """Classifier guidance (Dhariwal & Nichol 2021) on the *unconditional* model (the null prompt): for each
+    background label y and scale s, sample n images with eps~ = eps - s sqrt(1 - ab_t) grad log p(y | x_t) and
+    report the fraction whose background (measured by `shapes_check.background_of`) is y. s = 0 is the
+    unguided model: the base rate of each background. Rows: {"scale", "label", "hit_rate"}."""
+    from .guidance import classifier_guidance
+    from .shapes_check import background_of
+
+    null = model.null_context(n)
+    unconditional = lambda x, t, c: model(x, t, null[: x.shape[0]])  # noqa: E731
+    rows = []
+    for s in scales:
+        for k, name in enumerate(label_names):
+            g = torch.Generator().manual_seed(seed)
+            x_T = torch.randn(n, 3, 32, 32, generator=g)
+            eps = classifier_guidance(unconditional, classifier, k, s, model.schedule)
+            x = ddim_sample(eps, model.schedule, x_T, steps)
+            rows.append({"scale": s, "label": name, "hit_rate": sum(background_of(xi) == name for xi in x) / n})
+    _print_table(f"Classifier guidance on the unconditional model: fraction of {n} samples with the requested "
+                 f"background (DDIM {steps} steps)", ["scale", *label_names, "mean"],
+                 [[f"{s:g}", *[f"{r['hit_rate']:.2f}" for r in rows if r["scale"] == s],
+                   f"{sum(r['hit_rate'] for r in rows if r['scale'] == s) / len(label_names):.2f}"] for s in scales])
+    return rows

@@ -152,3 +152,8 @@ def check_batch(images: torch.Tensor, prompts: list) -> dict[str, float]:
                                                                      "position")}
     accuracy.update({k: float(np.mean([r[k] for r in results])) for k in ("background", "correct")})
     return accuracy
+
+
+def background_of(image: torch.Tensor) -> str:
+    """The background word of an image (3, 32, 32) in [-1, 1]: the palette colour nearest its median border pixel."""
+    return _labels((image.detach().cpu().double().numpy() + 1) / 2)[0]

@@ -7,7 +7,7 @@ from minidiff.checkpoint import save_model
 from tests.test_checkpoint import tiny_model
 
 
-@pytest.mark.parametrize("cmd", ["demo", "train", "sample", "export", "bench"])
+@pytest.mark.parametrize("cmd", ["demo", "train", "sample", "export", "bench", "train-classifier"])
 def test_every_subcommand_has_help(cmd, capsys):
     with pytest.raises(SystemExit) as exit_:
         main([cmd, "--help"])
