@@ -109,10 +109,13 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
 
 
 def build_model(cfg: TrainConfig, captions: list[str]) -> DiffusionModel:
+    presets = ("shapes_small", "tiny")
+    if cfg.unet not in presets:
+        raise ValueError(f"unknown UNet preset {cfg.unet!r}; expected one of {presets} (see UNetConfig)")
     tok = Tokenizer.from_captions(captions)
     unet_cfg = getattr(UNetConfig, cfg.unet)(context_dim=cfg.text_dim)
     text_cfg = TextEncoderConfig(vocab_size=tok.vocab_size, max_len=tok.max_len, dim=cfg.text_dim, depth=cfg.text_depth)
-    sched = Schedule.linear(cfg.T) if cfg.schedule == "linear" else Schedule.cosine(cfg.T)
+    sched = Schedule.from_spec({"kind": cfg.schedule, "T": cfg.T})
     data = {"name": cfg.dataset, "image_size": cfg.image_size}
     return DiffusionModel(unet_cfg, sched, tok, text_cfg, data)
 
