@@ -59,7 +59,7 @@ from minidiff.toy import ToyMLP, train_toy, two_moons
 F64 = torch.float64  # the derivation checks run in float64, to round-off
 T = 1000
 TRAIN_STEPS = 4000 if FAST else 12000
-TRAIN_LR = 2e-2  # 10x train_toy's default: recognisable moons in 4000 steps (cosine-decayed to 5%)
+TRAIN_LR = 2e-2  # train_toy's default: recognisable moons in 4000 steps (cosine-decayed to 5%)
 N_MC = 50_000 if FAST else 400_000  # Monte Carlo draws for the derivation checks
 N_SAMPLES = 1000 if FAST else 4000  # DDPM samples of the toy model
 N_ELBO = 500 if FAST else 4000  # held-out examples the toy's bound is evaluated on
