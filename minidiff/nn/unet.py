@@ -199,7 +199,8 @@ class UNet(nn.Module):
         middle-block output (B, C_mid, H_mid, W_mid) *before* `h_delta` is added.
         """
         self._check_inputs(x_t, t, context)
-        emb = self.time_mlp(timestep_embedding(t, self.cfg.base_channels))  # (B, emb_dim)
+        # the sinusoids are float32; cast them to the model dtype so that model.double() works
+        emb = self.time_mlp(timestep_embedding(t, self.cfg.base_channels).to(x_t.dtype))  # (B, emb_dim)
         x = self.conv_in(x_t)  # (B, base, H, W)
         skips = [x]
         for module in self.down:

@@ -1,0 +1,226 @@
+"""EDICT: exact diffusion inversion via coupled transformations (Wallace, Gokul & Naik, CVPR 2023), lecture 4.
+
+A deterministic DDIM step (Song et al. 2021, eq. 12 with eta = 0) is affine in x_t for a given eps,
+
+    x_{t_prev} = a_t x_t + b_t eps,   a_t = sqrt(ab_prev / ab_t),
+                                      b_t = sqrt(1 - ab_prev) - sqrt(ab_prev (1 - ab_t) / ab_t)    (ab = alpha_bar)
+
+but eps = eps(x_t, t) is evaluated at the very point being updated, so undoing the step needs the x_t we are
+solving for (DDIM inversion guesses eps(x_t, t) ~= eps(x_{t_prev}, t)). EDICT keeps two sequences x and y and
+updates each with eps evaluated at the *other* one: an affine coupling layer (RealNVP, Dinh et al. 2017),
+invertible in closed form whatever the network. Mixing layers with weight p keep x and y close:
+
+    x_inter = a_t x_t + b_t eps(y_t, t)          inverse, in reverse order:
+    y_inter = a_t y_t + b_t eps(x_inter, t)          y_inter = (y_{t-1} - (1 - p) x_{t-1}) / p
+    x_{t-1} = p x_inter + (1 - p) y_inter            x_inter = (x_{t-1} - (1 - p) y_inter) / p
+    y_{t-1} = p y_inter + (1 - p) x_{t-1}            y_t     = (y_inter - b_t eps(x_inter, t)) / a_t
+                                                     x_t     = (x_inter - b_t eps(y_t, t)) / a_t
+
+Sampling starts from x_T = y_T; inversion from x_0 = y_0 = the image. The mixing shrinks x - y by exactly p^2
+per step while the coupled step stretches it: p = 1 (no mixing) lets x and y drift apart, and a smaller p ties
+them together but makes the inversion stretch x - y by 1/p^2 per step, amplifying round-off. The paper uses
+p = 0.93 and runs in float64. Its reference code (salesforce/EDICT) alternates which sequence is updated
+first at every step ("leapfrog"); here the order is always the paper's x first, then y.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from .gaussian import predict_x0
+from .inversion import _guided
+from .samplers import EpsModel, check_grid, timestep_pair
+from .schedule import Schedule, timesteps
+
+
+def edict_coefficients(sched: Schedule, t: int | Tensor, t_prev: int | Tensor) -> tuple[Tensor, Tensor]:
+    """(a_t, b_t) of the DDIM step written as x_{t_prev} = a_t x_t + b_t eps, float64 of shape (B,):
+
+        a_t = sqrt(ab_prev / ab_t),   b_t = sqrt(1 - ab_prev) - sqrt(ab_prev (1 - ab_t) / ab_t)
+
+    (expand sqrt(ab_prev) (x_t - sqrt(1 - ab_t) eps) / sqrt(ab_t) + sqrt(1 - ab_prev) eps). t, t_prev: ints or
+    (B,) integer tensors with 0 <= t_prev < t <= T; B = 1 for ints.
+    """
+    t, t_prev = timestep_pair(sched, t, t_prev)
+    ab, ab_prev = sched.alpha_bar[t], sched.alpha_bar[t_prev]  # (B,) float64
+    return (ab_prev / ab).sqrt(), (1 - ab_prev).sqrt() - (ab_prev * (1 - ab) / ab).sqrt()
+
+
+def _check_p(p: float) -> None:
+    if not 0 < p <= 1:  # also catches NaN
+        raise ValueError(f"the mixing weight p must lie in (0, 1] (1 = no mixing; the paper uses 0.93), got {p!r}")
+
+
+def _check_pair(x: Tensor, y: Tensor, names: str) -> None:
+    if x.shape != y.shape or x.dtype != y.dtype:
+        raise ValueError(f"{names} must have the same shape and dtype, got {tuple(x.shape)} {x.dtype} "
+                         f"and {tuple(y.shape)} {y.dtype}")
+
+
+def _step_setup(sched: Schedule, x: Tensor, t: int | Tensor, t_prev: int | Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """t as a (B,) long tensor for the model, and a_t, b_t shaped (B, 1, ...) in x's dtype and device."""
+    t_idx, t_prev_idx = timestep_pair(sched, t, t_prev)
+    B = x.shape[0]
+    if len(t_idx) not in (1, B) or len(t_prev_idx) not in (1, B):
+        raise ValueError(f"t and t_prev must be ints or have shape (B,) = ({B},), "
+                         f"got {len(t_idx)} and {len(t_prev_idx)} values")
+    a, b = edict_coefficients(sched, t_idx, t_prev_idx)
+    shape = (-1, *([1] * (x.ndim - 1)))
+    return t_idx.expand(B).to(x.device), a.to(x).view(shape), b.to(x).view(shape)
+
+
+def edict_step(eps_model: EpsModel, sched: Schedule, x: Tensor, y: Tensor, t: int | Tensor, t_prev: int | Tensor,
+               p: float = 0.93, context: Tensor | None = None, trace: dict | None = None) -> tuple[Tensor, Tensor]:
+    """One EDICT denoising step (x_t, y_t) -> (x_{t_prev}, y_{t_prev}): two coupled DDIM steps and two mixing layers
+    (module docstring). x, y: (B, ...); t, t_prev: ints or (B,) with 0 <= t_prev < t <= T; p in (0, 1].
+    Two model calls. If `trace` is a dict it receives eps_y = eps(y_t, t), x_inter, eps_x = eps(x_inter, t), y_inter.
+    """
+    _check_p(p)
+    _check_pair(x, y, "x and y")
+    t_vec, a, b = _step_setup(sched, x, t, t_prev)
+    eps_y = eps_model(y, t_vec, context)
+    x_inter = a * x + b * eps_y  # x_inter = a_t x_t + b_t eps(y_t, t)
+    eps_x = eps_model(x_inter, t_vec, context)
+    y_inter = a * y + b * eps_x  # y_inter = a_t y_t + b_t eps(x_inter, t)
+    x_prev = p * x_inter + (1 - p) * y_inter  # x_{t-1} = p x_inter + (1 - p) y_inter
+    y_prev = p * y_inter + (1 - p) * x_prev  # y_{t-1} = p y_inter + (1 - p) x_{t-1}
+    if trace is not None:
+        trace.update(eps_y=eps_y, x_inter=x_inter, eps_x=eps_x, y_inter=y_inter)
+    return x_prev, y_prev
+
+
+def edict_step_inverse(eps_model: EpsModel, sched: Schedule, x_prev: Tensor, y_prev: Tensor, t: int | Tensor,
+                       t_prev: int | Tensor, p: float = 0.93, context: Tensor | None = None,
+                       trace: dict | None = None) -> tuple[Tensor, Tensor]:
+    """The exact inverse of `edict_step` with the same (t, t_prev, p, context): (x_{t_prev}, y_{t_prev}) -> (x_t, y_t).
+
+    Undoes the four lines in reverse order; each inverse evaluates the model at the point the forward line used:
+
+        y_inter = (y_{t-1} - (1 - p) x_{t-1}) / p
+        x_inter = (x_{t-1} - (1 - p) y_inter) / p
+        y_t     = (y_inter - b_t eps(x_inter, t)) / a_t
+        x_t     = (x_inter - b_t eps(y_t, t)) / a_t
+
+    Note the argument order (t, t_prev) is the forward step's (unlike `ddim_invert_step`). `trace` receives
+    y_inter, x_inter, eps_x = eps(x_inter, t), eps_y = eps(y_t, t).
+    """
+    _check_p(p)
+    _check_pair(x_prev, y_prev, "x_prev and y_prev")
+    t_vec, a, b = _step_setup(sched, x_prev, t, t_prev)
+    y_inter = (y_prev - (1 - p) * x_prev) / p  # inverts y_{t-1} = p y_inter + (1 - p) x_{t-1}
+    x_inter = (x_prev - (1 - p) * y_inter) / p  # inverts x_{t-1} = p x_inter + (1 - p) y_inter
+    eps_x = eps_model(x_inter, t_vec, context)
+    y = (y_inter - b * eps_x) / a  # inverts y_inter = a_t y_t + b_t eps(x_inter, t)
+    eps_y = eps_model(y, t_vec, context)
+    x = (x_inter - b * eps_y) / a  # inverts x_inter = a_t x_t + b_t eps(y_t, t)
+    if trace is not None:
+        trace.update(y_inter=y_inter, x_inter=x_inter, eps_x=eps_x, eps_y=eps_y)
+    return x, y
+
+
+def _grid(sched: Schedule, steps: int, spacing: str, grid: Tensor | None) -> Tensor:
+    return timesteps(sched.T, steps, spacing) if grid is None else check_grid(grid, sched.T)
+
+
+@torch.no_grad()
+def edict_sample(eps_model: EpsModel, sched: Schedule, x_T: Tensor, y_T: Tensor | None = None, steps: int = 50,
+                 p: float = 0.93, context: Tensor | None = None, guidance: tuple[Tensor, float] | None = None,
+                 spacing: str = "leading", grid: Tensor | None = None, callback: Callable[[dict], None] | None = None,
+                 progress: bool = False) -> tuple[Tensor, Tensor]:
+    """EDICT sampling: `edict_step` over the grid tau_S > ... > tau_1 > 0 from (x_T, y_T), y_T = x_T by default.
+
+    x_T, y_T: (B, ...). `guidance = (null_context, w)` runs every model call through classifier-free guidance.
+    A custom `grid` (descending, ending at 0, see `check_grid`) replaces steps and spacing. `callback` gets
+    {"i", "t", "t_prev", "x_t", "y_t", "eps_y", "x_inter", "eps_x", "y_inter", "x_prev", "y_prev", "x0_pred"}
+    (x0_pred from x_t and eps(y_t, t)) after every step. Returns (x_0, y_0); the paper reports x_0.
+    """
+    grid = _grid(sched, steps, spacing, grid)
+    _check_p(p)
+    x, y = x_T, (x_T if y_T is None else y_T)
+    _check_pair(x, y, "x_T and y_T")
+    model = _guided(eps_model, guidance)
+    pairs = list(zip(grid[:-1].tolist(), grid[1:].tolist(), strict=True))
+    for i, (t, t_prev) in enumerate(tqdm(pairs, disable=not progress, desc="EDICT")):
+        trace: dict = {}
+        x_prev, y_prev = edict_step(model, sched, x, y, t, t_prev, p, context, trace)
+        if callback is not None:
+            t_vec = torch.full((x.shape[0],), t, dtype=torch.long)
+            callback({"i": i, "t": t, "t_prev": t_prev, "x_t": x, "y_t": y, **trace, "x_prev": x_prev,
+                      "y_prev": y_prev, "x0_pred": predict_x0(sched, x, t_vec, trace["eps_y"])})
+        x, y = x_prev, y_prev
+    return x, y
+
+
+@torch.no_grad()
+def edict_invert(eps_model: EpsModel, sched: Schedule, x0: Tensor, y0: Tensor | None = None, steps: int = 50,
+                 p: float = 0.93, context: Tensor | None = None, guidance: tuple[Tensor, float] | None = None,
+                 spacing: str = "leading", grid: Tensor | None = None, callback: Callable[[dict], None] | None = None,
+                 progress: bool = False) -> tuple[Tensor, Tensor]:
+    """EDICT inversion (x_0, y_0) -> (x_T, y_T): `edict_step_inverse` over the sampler's grid walked upwards,
+    (0, tau_1), (tau_1, tau_2), ..., y_0 = x_0 by default. No approximation: with the same grid, p, context and
+    guidance, `edict_sample(*edict_invert(x0))` returns x0 up to round-off, for any eps-model.
+
+    x0, y0: (B, ...). `callback` gets {"i", "t_prev", "t", "x_prev", "y_prev", "y_inter", "x_inter", "eps_x",
+    "eps_y", "x_t", "y_t"} after every step. Returns (x_T, y_T) at t = grid[0].
+    """
+    grid = _grid(sched, steps, spacing, grid)
+    _check_p(p)
+    x, y = x0, (x0 if y0 is None else y0)
+    _check_pair(x, y, "x0 and y0")
+    model = _guided(eps_model, guidance)
+    up = grid.flip(0).tolist()  # 0 = t_0 < tau_1 < ... < tau_S
+    pairs = list(zip(up[:-1], up[1:], strict=True))
+    for i, (t_prev, t) in enumerate(tqdm(pairs, disable=not progress, desc="EDICT inversion")):
+        trace: dict = {}
+        x_t, y_t = edict_step_inverse(model, sched, x, y, t, t_prev, p, context, trace)
+        if callback is not None:
+            callback({"i": i, "t_prev": t_prev, "t": t, "x_prev": x, "y_prev": y, **trace, "x_t": x_t, "y_t": y_t})
+        x, y = x_t, y_t
+    return x, y
+
+
+def edit_grid(T: int, steps: int = 50, strength: float = 0.8, spacing: str = "leading") -> Tensor:
+    """The last n = int(steps * strength) steps of `timesteps(T, steps, spacing)`: edits invert only to
+    t = grid[0] ~ strength * T (the reference's `init_image_strength`, as diffusers' img2img). Descending, ends at 0."""
+    if not 0 < strength <= 1:
+        raise ValueError(f"strength must lie in (0, 1] (1 = invert all the way to t ~ T), got {strength!r}")
+    n = int(steps * strength)
+    if n < 1:
+        raise ValueError(f"strength {strength} of {steps} steps leaves no step; need steps * strength >= 1")
+    return timesteps(T, steps, spacing)[-(n + 1):]
+
+
+@torch.no_grad()
+def edict_edit(eps_model: EpsModel, sched: Schedule, x0: Tensor, base_context: Tensor | None,
+               target_context: Tensor | None, steps: int = 50, p: float = 0.93,
+               guidance: tuple[Tensor, float] | None = None, strength: float = 0.8, spacing: str = "leading",
+               grid: Tensor | None = None, encode: Callable[[Tensor], Tensor] | None = None,
+               decode: Callable[[Tensor], Tensor] | None = None, callback: Callable[[dict], None] | None = None,
+               progress: bool = False) -> tuple[Tensor, Tensor]:
+    """EDICT editing: invert x0 under the base prompt, denoise the pair under the target prompt.
+
+        (x_t0, y_t0) = edict_invert(x0, C_base)            t0 = edit_grid(T, steps, strength)[0]
+        (x_0', y_0') = edict_sample(x_t0, y_t0, C_target)
+
+    `guidance = (null_context, w)` is used by both halves, as in the reference code (one guidance_scale, default 3,
+    for the inversion under the base prompt and the generation under the target prompt); so base = target with any
+    guidance returns x0 exactly. A `grid` replaces steps/strength/spacing. Latent diffusion: pass
+    `encode=ae.to_latent, decode=ae.from_latent` (`nn.autoencoder.Autoencoder`); pixel space by default.
+    `callback` gets the inversion's and the sampling's dicts with "phase": "invert" / "sample".
+    x0: (B, C, H, W). Returns the edited (x_0', y_0'), decoded; the paper and its reference code show x_0'.
+    """
+    grid = edit_grid(sched.T, steps, strength, spacing) if grid is None else check_grid(grid, sched.T)
+    z0 = x0 if encode is None else encode(x0)
+
+    def tagged(phase: str) -> Callable[[dict], None] | None:
+        return None if callback is None else (lambda d: callback({**d, "phase": phase}))
+
+    x_t, y_t = edict_invert(eps_model, sched, z0, p=p, context=base_context, guidance=guidance, grid=grid,
+                            callback=tagged("invert"), progress=progress)
+    x, y = edict_sample(eps_model, sched, x_t, y_t, p=p, context=target_context, guidance=guidance, grid=grid,
+                        callback=tagged("sample"), progress=progress)
+    return (x, y) if decode is None else (decode(x), decode(y))
