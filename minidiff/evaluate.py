@@ -57,6 +57,10 @@ def prompt_accuracy_table(checkpoint: str = "shapes", n: int = 200, guidance: fl
     for w in [guidance] if isinstance(guidance, (int, float)) else guidance:
         x = generate(model, prompts, w, steps, seed)
         rows.append({"row": f"model, DDIM {steps} steps, w = {w}", **check_batch(x, prompts)})
+        for k in (1, 2):  # binding colour/shape to position is the hard part of two-object prompts
+            sel = [i for i, p in enumerate(prompts) if (p.count(" and a ") + 1) == k]
+            rows.append({"row": f"  of which {k}-object prompts ({len(sel)})",
+                         **check_batch(x[sel], [prompts[i] for i in sel])})
         shuffled = prompts[1:] + prompts[:1]
         rows.append({"row": f"  same samples vs shuffled prompts (chance), w = {w}", **check_batch(x, shuffled)})
         if figure is not None:
