@@ -28,3 +28,17 @@ def test_shapes_model_draws_single_object_prompts_with_the_right_colour_and_back
     assert torch.isfinite(x).all()
     acc = check_batch(x, prompts)
     assert min(acc[k] for k in ("colour", "shape", "position", "background")) >= 14 / 16
+
+
+@pytest.mark.skipif(not pretrained.available("shapes_classifier"), reason="data/shapes_classifier not present")
+def test_shipped_background_classifier_reads_noisy_images_up_to_mid_noise():
+    """Held-out accuracy measured when shipped (1,000 test scenes): 1.000 at t = 1 and 250, 0.992 at t = 500,
+    0.658 at t = 750, 0.296 at t = 1000 (chance 0.25). On 128 other test scenes: at least 0.95 up to t = 500."""
+    from minidiff.guidance import classifier_accuracy, shapes_labels
+
+    clf = pretrained.load("shapes_classifier")
+    images, captions = shapes_tensors(128, seed=1, split="test")
+    labels, names = shapes_labels(captions, "background")
+    assert names == clf.info["labels"]
+    acc = classifier_accuracy(clf, pretrained.load("shapes").schedule, images, labels, ts=(1, 250, 500))
+    assert min(acc.values()) >= 0.95
