@@ -51,7 +51,7 @@ def test_lecture_notebook_executes_in_fast_mode(path, tmp_path):
 
 
 def test_notebooks_never_install_packages():
-    """No `%pip` / `!pip` in any notebook: dependencies belong in pyproject.toml."""
+    """No pip magics (percent-pip, bang-pip) in any notebook: dependencies belong in requirements.txt."""
     files = [*NOTEBOOK_DIR.rglob("*.py"), *NOTEBOOK_DIR.rglob("*.ipynb")]
     offenders = [str(p.relative_to(ROOT)) for p in files if re.search(r"[%!]\s*pip\b", p.read_text())]
     assert not offenders, f"notebooks that install packages: {offenders}"
