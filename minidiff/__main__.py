@@ -92,17 +92,11 @@ def _train(a) -> int:
 
 def _sample(a) -> int:
     from . import pretrained
-    from .samplers import classifier_free_guidance, ddim_sample
+    from .evaluate import generate
     from .viz import save_grid
 
     model = pretrained.load(a.checkpoint)
-    g = torch.Generator().manual_seed(a.seed)
-    size, ch = model.unet.cfg.image_size, model.unet.cfg.in_channels
-    with torch.no_grad():
-        x_T = torch.randn(a.n, ch, size, size, generator=g)
-        eps = classifier_free_guidance(model, model.null_context(), a.guidance)
-        x0 = ddim_sample(eps, model.schedule, x_T, a.steps, a.eta, model.encode_text([a.prompt] * a.n),
-                         generator=g, progress=True)
+    x0 = generate(model, [a.prompt] * a.n, a.guidance, a.steps, a.seed, eta=a.eta)
     print(f"saved {save_grid(x0, a.out, titles=[a.prompt] * a.n, ncol=min(a.n, 8))}")
     return 0
 

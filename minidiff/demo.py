@@ -52,7 +52,7 @@ def toy_figure(out: Path, steps: int = 6000, seed: int = 0) -> dict:
 def shapes_figure(out: Path, n: int = 16, guidance: float = 3.0, seed: int = 0) -> dict | None:
     """Text-to-image samples of the shipped shapes model with the checker's verdicts; None if absent."""
     from . import pretrained
-    from .samplers import classifier_free_guidance, ddim_sample
+    from .evaluate import generate
     from .shapes import caption, sample_scene
     from .shapes_check import check
     from .viz import save_grid
@@ -61,11 +61,7 @@ def shapes_figure(out: Path, n: int = 16, guidance: float = 3.0, seed: int = 0) 
         return None
     model = pretrained.load("shapes")
     prompts = [caption(sample_scene(10_000 + i)) for i in range(n)]
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        x_T = torch.randn(n, 3, 32, 32, generator=g)
-        eps = classifier_free_guidance(model, model.null_context(), guidance)
-        x0 = ddim_sample(eps, model.schedule, x_T, steps=50, context=model.encode_text(prompts), progress=True)
+    x0 = generate(model, prompts, guidance, steps=50, seed=seed)
     verdicts = [check(x0[i], prompts[i]) for i in range(n)]
     ok = [v["correct"] for v in verdicts]
     titles = [("OK  " if o else "X  ") + p for o, p in zip(ok, prompts, strict=True)]

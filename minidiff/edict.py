@@ -32,8 +32,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .gaussian import predict_x0
-from .inversion import _guided
-from .samplers import EpsModel, check_grid, timestep_pair
+from .samplers import EpsModel, check_grid, timestep_pair, with_guidance
 from .schedule import Schedule, timesteps
 
 
@@ -142,7 +141,7 @@ def edict_sample(eps_model: EpsModel, sched: Schedule, x_T: Tensor, y_T: Tensor 
     _check_p(p)
     x, y = x_T, (x_T if y_T is None else y_T)
     _check_pair(x, y, "x_T and y_T")
-    model = _guided(eps_model, guidance)
+    model = with_guidance(eps_model, guidance)
     pairs = list(zip(grid[:-1].tolist(), grid[1:].tolist(), strict=True))
     for i, (t, t_prev) in enumerate(tqdm(pairs, disable=not progress, desc="EDICT")):
         trace: dict = {}
@@ -171,7 +170,7 @@ def edict_invert(eps_model: EpsModel, sched: Schedule, x0: Tensor, y0: Tensor | 
     _check_p(p)
     x, y = x0, (x0 if y0 is None else y0)
     _check_pair(x, y, "x0 and y0")
-    model = _guided(eps_model, guidance)
+    model = with_guidance(eps_model, guidance)
     up = grid.flip(0).tolist()  # 0 = t_0 < tau_1 < ... < tau_S
     pairs = list(zip(up[:-1], up[1:], strict=True))
     for i, (t_prev, t) in enumerate(tqdm(pairs, disable=not progress, desc="EDICT inversion")):

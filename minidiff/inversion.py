@@ -19,7 +19,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .gaussian import q_sample
-from .samplers import EpsModel, check_grid, classifier_free_guidance, ddim_sample, timestep_pair
+from .samplers import EpsModel, check_grid, ddim_sample, timestep_pair, with_guidance
 from .schedule import Schedule, timesteps
 
 
@@ -45,15 +45,6 @@ def ddim_invert_step(sched: Schedule, x_prev: Tensor, eps: Tensor, t_prev: int |
     return coef(ab.sqrt()) * x0_pred + coef((1 - ab).sqrt()) * eps
 
 
-def _guided(eps_model: EpsModel, guidance: tuple[Tensor, float] | None) -> EpsModel:
-    if guidance is None:
-        return eps_model
-    if not (isinstance(guidance, tuple) and len(guidance) == 2):
-        raise TypeError("guidance must be None or a tuple (null_context, w) for classifier-free guidance")
-    null_context, w = guidance
-    return classifier_free_guidance(eps_model, null_context, w)
-
-
 @torch.no_grad()
 def ddim_invert(eps_model: EpsModel, sched: Schedule, x0: Tensor, steps: int = 50, context: Tensor | None = None,
                 guidance: tuple[Tensor, float] | None = None, spacing: str = "leading", grid: Tensor | None = None,
@@ -75,7 +66,7 @@ def ddim_invert(eps_model: EpsModel, sched: Schedule, x0: Tensor, steps: int = 5
     the inversion trajectory. Returns x_T (B, ...) at t = grid[0].
     """
     grid = timesteps(sched.T, steps, spacing) if grid is None else check_grid(grid, sched.T)
-    model = _guided(eps_model, guidance)
+    model = with_guidance(eps_model, guidance)
     up = grid.flip(0).tolist()  # 0 = t_0 < tau_1 < ... < tau_S
     x = x0
     for i, (t_prev, t_int) in enumerate(tqdm(list(zip(up[:-1], up[1:], strict=True)), disable=not progress,

@@ -179,3 +179,13 @@ def classifier_free_guidance(eps_model: EpsModel, null_context: Tensor, w: float
         return eps_u + w * (eps_c - eps_u)
 
     return guided
+
+
+def with_guidance(eps_model: EpsModel, guidance: tuple[Tensor, float] | None) -> EpsModel:
+    """The eps-model to use for an optional `guidance = (null_context, w)` argument: the model itself for
+    None, else `classifier_free_guidance(eps_model, null_context, w)` (inversion and EDICT take this form)."""
+    if guidance is None:
+        return eps_model
+    if not (isinstance(guidance, tuple) and len(guidance) == 2):
+        raise TypeError("guidance must be None or a tuple (null_context, w) for classifier-free guidance")
+    return classifier_free_guidance(eps_model, *guidance)

@@ -296,15 +296,10 @@ def _log(out: Path, step: int, loss: float, gnorm: float, lr: float, seconds: fl
 
 
 def _sample_grid(model: DiffusionModel, prompts: list[str], path: Path, seed: int) -> None:
-    from .samplers import classifier_free_guidance, ddim_sample
+    from .evaluate import generate
     from .viz import save_grid
 
-    with torch.no_grad():
-        g = torch.Generator().manual_seed(seed)
-        x_T = torch.randn(len(prompts), model.unet.cfg.in_channels, model.unet.cfg.image_size,
-                          model.unet.cfg.image_size, generator=g)
-        eps = classifier_free_guidance(model, model.null_context(), w=3.0)
-        x0 = ddim_sample(eps, model.schedule, x_T, steps=25, context=model.encode_text(prompts))
+    x0 = generate(model, prompts, guidance=3.0, steps=25, seed=seed, progress=False)
     save_grid(x0, path, titles=prompts, ncol=4)
 
 
