@@ -116,6 +116,7 @@ def load_model(path: str | os.PathLike, verify: bool = True) -> DiffusionModel |
     except RuntimeError as e:  # missing, unexpected or mis-shaped tensors
         raise ValueError(f"{st} does not fit the architecture in {js}: {e}") from e
     model.info = meta.get("info", {})
+    model.sha256 = meta["sha256"]
     return model.float().eval()
 
 

@@ -24,8 +24,10 @@ ATTRIBUTES = ("colour", "shape", "position", "background", "correct")
 
 @torch.no_grad()
 def generate(model: DiffusionModel, prompts: list[str], guidance: float = 3.0, steps: int = 50, seed: int = 0,
-             batch: int = 50, eta: float = 0.0, progress: bool = True) -> Tensor:
-    """DDIM samples (N, C, H, W) for `prompts` with classifier-free guidance scale `guidance`."""
+             batch: int = 50, eta: float = 0.0, progress: bool = True, decode: bool = True) -> Tensor:
+    """DDIM samples for `prompts` with classifier-free guidance scale `guidance`: images
+    (N, 3, H, W); for a latent model the decoded latents, or the latents themselves
+    (N, C, h, w) with decode=False."""
     g = torch.Generator().manual_seed(seed)
     cfg = model.unet.cfg
     x_T = torch.randn(len(prompts), cfg.in_channels, cfg.image_size, cfg.image_size, generator=g)
@@ -33,7 +35,8 @@ def generate(model: DiffusionModel, prompts: list[str], guidance: float = 3.0, s
     out = []
     for i in tqdm(range(0, len(prompts), batch), disable=not progress, desc=f"sampling w={guidance}"):
         ctx = model.encode_text(prompts[i:i + batch])
-        out.append(ddim_sample(eps, model.schedule, x_T[i:i + batch], steps, eta, ctx, generator=g))
+        z0 = ddim_sample(eps, model.schedule, x_T[i:i + batch], steps, eta, ctx, generator=g)
+        out.append(model.decode(z0) if decode else z0)
     return torch.cat(out)
 
 

@@ -8,18 +8,22 @@ samplers' timestep grids (`schedule.timesteps`, descending, ending at t = 0 wher
   `ddim_sample(ddim_invert(x0))` ~= x0 (Song et al. 2021, sec. 4.3 / 5.4; Dhariwal & Nichol 2021).
   The model is evaluated at the *target* timestep on the *current* point, eps(x_{t_prev}, t),
   in place of the unknown eps(x_t, t): the local-linearity approximation. See `ddim_invert`.
+- `null_text_invert`: DDIM inversion at w = 1 gives a pivot trajectory; then, step by step, the
+  null-text embedding is optimised so that guided sampling at w > 1 follows it (Mokady et al. 2023).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from .gaussian import q_sample
-from .samplers import EpsModel, check_grid, ddim_sample, timestep_pair, with_guidance
+from .samplers import EpsModel, check_grid, ddim_sample, ddim_step, timestep_pair, with_guidance
 from .schedule import Schedule, timesteps
 
 
@@ -116,3 +120,104 @@ def sdedit(eps_model: EpsModel, sched: Schedule, x0: Tensor, t0: int, steps: int
     x_t0 = q_sample(sched, x0, torch.full((x0.shape[0],), t0, dtype=torch.long), eps)
     return ddim_sample(eps_model, sched, x_t0, eta=eta, context=context, grid=grid, noise=noise,
                        generator=generator, callback=callback, progress=progress)
+
+
+@dataclass
+class NullTextInversion:
+    """What `null_text_invert` returns, and what editing needs.
+
+    x_T:             (B, ...) the pivot's noisy end, the start of reconstruction / editing
+    null_embeddings: (S, B, L, D) the optimised null-text embedding of each sampling step i
+                     (i = 0 is the first, noisiest step), for `p2p_sample` / `sample`
+    pivots:          (S + 1, B, ...) the w = 1 DDIM inversion trajectory, pivots[0] = x_0 ... pivots[S] = x_T
+    losses:          (S,) the final inner loss of each step (max over the batch)
+    iterations:      (S,) inner iterations used at each step (early stop)
+    grid:            the descending sampling grid
+    """
+
+    x_T: Tensor
+    null_embeddings: Tensor
+    pivots: Tensor
+    losses: Tensor
+    iterations: Tensor
+    grid: Tensor
+
+
+def null_text_invert(eps_model: EpsModel, sched: Schedule, x0: Tensor, context: Tensor, null_context: Tensor,
+                     w: float = 7.5, steps: int = 50, inner_steps: int = 10, lr: float = 1e-2,
+                     early_stop: float = 1e-5, spacing: str = "leading", grid: Tensor | None = None,
+                     progress: bool = False) -> NullTextInversion:
+    """Null-text inversion (Mokady et al., CVPR 2023, Algorithm 1).
+
+    1. Pivot: DDIM inversion with w = 1 (conditional model only, where it is accurate):
+       x*_0 = x0, x*_1, ..., x*_T.
+    2. x~_T = x*_T; for each sampling step t -> t_prev (i = 0..S-1), starting from the previous
+       step's embedding (the first from `null_context`), minimise over the null embedding
+       null_t, with Adam (lr * (1 - i / (2 S)): the reference's 1e-2 * (1 - i / 100) at S = 50),
+       for at most `inner_steps` iterations:
+
+           || x*_{t_prev} - ddim_step( x~_t, eps_u(null_t) + w (eps_c - eps_u(null_t)) ) ||^2
+
+       stopping early once every image's loss is below early_stop + 2e-5 * i * 50 / S (the
+       reference's epsilon + i * 2e-5), then x~_{t_prev} = that step with the final null_t.
+    eps_c = eps(x~_t, t, context) is computed once per step (it does not depend on null_t).
+
+    x0: (B, ...); context: (B, L, D) the source prompt; null_context: (1 or B, L, D), the encoded "".
+    Each image gets its own embedding; the losses are summed over the batch (so each image's
+    gradient is its own) and the early stop waits for the slowest image. The model's weights
+    are not trained (gradients are taken w.r.t. the embeddings only).
+    """
+    grid = timesteps(sched.T, steps, spacing) if grid is None else check_grid(grid, sched.T)
+    S, B = len(grid) - 1, x0.shape[0]
+    trajectory: list[Tensor] = [x0]
+    x_T = ddim_invert(eps_model, sched, x0, context=context, grid=grid,
+                      callback=lambda d: trajectory.append(d["x_t"]), progress=progress)
+    null = null_context.detach().expand(B, *null_context.shape[1:]).clone()  # (B, L, D)
+    x, nulls, losses, iters = x_T, [], [], []
+    pairs = list(zip(grid[:-1].tolist(), grid[1:].tolist(), strict=True))
+    for i, (t_int, t_prev) in enumerate(tqdm(pairs, disable=not progress, desc="null-text inversion")):
+        t = torch.full((B,), t_int, dtype=torch.long, device=x.device)
+        target = trajectory[S - 1 - i]  # x*_{t_prev}
+        with torch.no_grad():
+            eps_c = eps_model(x, t, context)
+        null = null.detach().requires_grad_(True)
+        opt = torch.optim.Adam([null], lr=lr * (1 - i / (2 * S)))
+        threshold = early_stop + 2e-5 * i * 50 / S
+        used = 0
+        for _ in range(inner_steps):
+            used += 1
+            eps_u = eps_model(x, t, null)
+            x_prev = ddim_step(sched, x, eps_u + w * (eps_c - eps_u), t_int, t_prev)
+            per_image = F.mse_loss(x_prev, target, reduction="none").flatten(1).mean(1)  # (B,)
+            opt.zero_grad()
+            (grad,) = torch.autograd.grad(per_image.sum(), [null])
+            null.grad = grad
+            opt.step()
+            if per_image.max().item() < threshold:
+                break
+        losses.append(per_image.max().item())
+        iters.append(used)
+        null = null.detach()
+        with torch.no_grad():
+            eps_u = eps_model(x, t, null)
+            x = ddim_step(sched, x, eps_u + w * (eps_c - eps_u), t_int, t_prev)
+        nulls.append(null)
+    return NullTextInversion(x_T, torch.stack(nulls), torch.stack(trajectory), torch.tensor(losses),
+                             torch.tensor(iters), grid)
+
+
+@torch.no_grad()
+def null_text_sample(eps_model: EpsModel, sched: Schedule, x_T: Tensor, context: Tensor, null_embeddings: Tensor,
+                     w: float, grid: Tensor) -> Tensor:
+    """Guided DDIM sampling with per-step null embeddings (S, B, L, D): the reconstruction of a
+    null-text inversion (or any edit that keeps the source's embeddings)."""
+    grid = check_grid(grid, sched.T)
+    if null_embeddings.shape[0] != len(grid) - 1:
+        raise ValueError(f"{null_embeddings.shape[0]} null embeddings for a grid of {len(grid) - 1} steps")
+    x = x_T
+    for i, (t_int, t_prev) in enumerate(zip(grid[:-1].tolist(), grid[1:].tolist(), strict=True)):
+        t = torch.full((x.shape[0],), t_int, dtype=torch.long, device=x.device)
+        eps_u, eps_c = eps_model(torch.cat([x, x]), torch.cat([t, t]),
+                                 torch.cat([null_embeddings[i], context])).chunk(2)
+        x = ddim_step(sched, x, eps_u + w * (eps_c - eps_u), t_int, t_prev)
+    return x

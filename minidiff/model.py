@@ -9,6 +9,15 @@ turned into `context` once, outside the sampling loop:
 
 Its whole architecture is described by `config()` (plain JSON), and rebuilt by
 `DiffusionModel.from_config`; `minidiff.checkpoint` stores config + weights.
+
+A *latent* diffusion model (Rombach et al. 2022) is the same object working on the
+scaled latents z = scale_factor * E(x) of a KL autoencoder. The autoencoder is its own
+checkpoint, named in `data["autoencoder"]` with its sha256, and is attached (not owned:
+its weights are not in this model's state_dict) by `pretrained.load`:
+
+    model = pretrained.load("cifar10")            # attaches data/cifar10_ae
+    z0 = ddim_sample(eps, model.schedule, z_T, ...)  # (B, 4, 8, 8) latents
+    x0 = model.decode(z0)                          # (B, 3, 32, 32) images; identity for pixel models
 """
 
 from __future__ import annotations
@@ -45,6 +54,55 @@ class DiffusionModel(nn.Module):
     def forward(self, x_t: Tensor, t: Tensor, context: Tensor | None = None, **kwargs) -> Tensor:
         """The eps-model: eps_theta(x_t, t, context); kwargs go to the UNet (h_delta, return_h)."""
         return self.unet(x_t, t, context, **kwargs)
+
+    # ---- latent diffusion: images <-> the space the UNet works in ------------------------------
+    @property
+    def latent(self) -> bool:
+        """True if the UNet works on autoencoder latents (`data["autoencoder"]` is set)."""
+        return bool(self.data.get("autoencoder"))
+
+    @property
+    def autoencoder(self):
+        return self.__dict__.get("_autoencoder")
+
+    def attach_autoencoder(self, ae, sha256: str | None = None) -> DiffusionModel:
+        """Attach the autoencoder this latent model was trained on (kept out of state_dict).
+
+        `sha256` is the weights hash of the autoencoder checkpoint; it must equal the one
+        recorded at training time, else the latents would not be the ones the UNet knows.
+        """
+        want = self.data.get("autoencoder")
+        if not want:
+            raise ValueError("this is a pixel-space model; it has no autoencoder")
+        if sha256 is not None and want.get("sha256") and sha256 != want["sha256"]:
+            raise ValueError(f"autoencoder checkpoint sha256 {sha256[:12]}... is not the one this model "
+                             f"was trained on ({want['name']!r}, {want['sha256'][:12]}...)")
+        shape = (ae.cfg.latent_channels, self.unet.cfg.image_size)
+        if shape != (self.unet.cfg.in_channels, self.data["image_size"] // ae.cfg.factor):
+            raise ValueError(f"autoencoder latents (channels, size) = {shape} do not fit this UNet "
+                             f"({self.unet.cfg.in_channels}, {self.unet.cfg.image_size})")
+        self.__dict__["_autoencoder"] = ae  # plain attribute: not a registered submodule
+        return self
+
+    def encode(self, x: Tensor) -> Tensor:
+        """Images (B, 3, H, W) in [-1, 1] -> the UNet's space: z = scale_factor * mean of q(z|x),
+        or x itself for a pixel model."""
+        if not self.latent:
+            return x
+        return self._need_ae().to_latent(x)
+
+    def decode(self, z: Tensor) -> Tensor:
+        """The UNet's space -> images: decode(z / scale_factor), or z itself for a pixel model."""
+        if not self.latent:
+            return z
+        return self._need_ae().from_latent(z)
+
+    def _need_ae(self):
+        if self.autoencoder is None:
+            name = self.data["autoencoder"]["name"]
+            raise ValueError(f"this latent model needs its autoencoder {name!r}: load it with "
+                             f"minidiff.pretrained.load, or call model.attach_autoencoder(ae)")
+        return self.autoencoder
 
     def encode_text(self, prompts: list[str] | str) -> Tensor:
         """Prompts -> token embeddings (B, L, D). Unknown words raise a ValueError naming them."""

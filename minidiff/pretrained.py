@@ -32,9 +32,22 @@ def available(name: str) -> bool:
 
 
 def load(name: str) -> DiffusionModel:
-    """Load shipped checkpoint `name` (or a path to NAME.json / NAME.safetensors)."""
+    """Load shipped checkpoint `name` (or a path to NAME.json / NAME.safetensors).
+
+    A latent diffusion model comes back with its autoencoder attached: the checkpoint
+    named in its `data["autoencoder"]`, looked up beside it, then in `checkpoint_dir()`,
+    and checked against the recorded sha256.
+    """
     if os.sep in name or name.endswith((".json", ".safetensors")):
-        return load_model(name)
-    if not available(name):
+        path = Path(name)
+    elif not available(name):
         raise ValueError(f"no shipped checkpoint named {name!r} in {checkpoint_dir()}; available: {names()}")
-    return load_model(checkpoint_dir() / name)
+    else:
+        path = checkpoint_dir() / name
+    model = load_model(path)
+    if isinstance(model, DiffusionModel) and model.latent:
+        ae_name = model.data["autoencoder"]["name"]
+        beside = path.parent / ae_name
+        ae = load_model(beside) if beside.with_suffix(".json").exists() else load(ae_name)
+        model.attach_autoencoder(ae, ae.sha256)
+    return model

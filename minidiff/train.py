@@ -23,7 +23,7 @@ import math
 import os
 import signal
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import torch
@@ -70,6 +70,7 @@ class TrainConfig:
     p_uncond: float = 0.1            # prompt dropout for classifier-free guidance
     kl_weight: float = 1e-6          # autoencoder only: weight of the KL term
     ae_channels: int = 32            # autoencoder only: base channels
+    autoencoder: str | None = None   # diffusion only: AE checkpoint (path or shipped name) -> latent diffusion
     ckpt_every: int = 100
     sample_every: int = 500
     seed: int = 0
@@ -108,16 +109,47 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
         e.lerp_(p, 1 - decay)
 
 
-def build_model(cfg: TrainConfig, captions: list[str]) -> DiffusionModel:
-    presets = ("shapes_small", "tiny")
-    if cfg.unet not in presets:
-        raise ValueError(f"unknown UNet preset {cfg.unet!r}; expected one of {presets} (see UNetConfig)")
+UNET_PRESETS = ("shapes_small", "tiny", "latent_small")
+
+
+def build_model(cfg: TrainConfig, captions: list[str], ae=None) -> DiffusionModel:
+    """A fresh DiffusionModel for `cfg`; with `ae` a latent model on its (C, H/f, W/f) latents."""
+    if cfg.unet not in UNET_PRESETS:
+        raise ValueError(f"unknown UNet preset {cfg.unet!r}; expected one of {UNET_PRESETS} (see UNetConfig)")
     tok = Tokenizer.from_captions(captions)
     unet_cfg = getattr(UNetConfig, cfg.unet)(context_dim=cfg.text_dim)
+    data = {"name": cfg.dataset, "image_size": cfg.image_size}
+    if ae is not None:
+        size = cfg.image_size // ae.cfg.factor
+        unet_cfg = replace(unet_cfg, in_channels=ae.cfg.latent_channels, image_size=size)
+        data["autoencoder"] = {"name": Path(cfg.autoencoder).stem, "sha256": ae.sha256,
+                               "scale_factor": float(ae.scale_factor)}
+    elif unet_cfg.image_size != cfg.image_size:
+        raise ValueError(f"UNet preset {cfg.unet!r} is for {unet_cfg.image_size}x{unet_cfg.image_size} inputs but "
+                         f"image_size is {cfg.image_size}; latent presets need --autoencoder")
     text_cfg = TextEncoderConfig(vocab_size=tok.vocab_size, max_len=tok.max_len, dim=cfg.text_dim, depth=cfg.text_depth)
     sched = Schedule.from_spec({"kind": cfg.schedule, "T": cfg.T})
-    data = {"name": cfg.dataset, "image_size": cfg.image_size}
-    return DiffusionModel(unet_cfg, sched, tok, text_cfg, data)
+    model = DiffusionModel(unet_cfg, sched, tok, text_cfg, data)
+    return model.attach_autoencoder(ae, ae.sha256) if ae is not None else model
+
+
+def load_autoencoder(name: str):
+    """The autoencoder checkpoint `name` (a path or a shipped name), float32, frozen."""
+    from . import pretrained
+
+    ae = pretrained.load(name)
+    if type(ae).__name__ != "Autoencoder":
+        raise ValueError(f"--autoencoder {name!r} is a {type(ae).__name__} checkpoint, not an Autoencoder")
+    return ae.requires_grad_(False)
+
+
+@torch.no_grad()
+def encode_latents(ae, images: Tensor, batch: int = 500, progress: bool = True) -> Tensor:
+    """z_0 = scale_factor * mean of q(z|x) for every training image, (N, C, h, w): the latent
+    diffusion training set, computed once (the posterior mean, as LDM's `.mode()` option)."""
+    out = [ae.to_latent(images[i:i + batch])
+           for i in tqdm(range(0, len(images), batch), disable=not progress, desc="encoding latents")]
+    return torch.cat(out)
 
 
 def training_data(cfg: TrainConfig) -> tuple[Tensor, list[str]]:
@@ -231,7 +263,10 @@ def _loss(model: DiffusionModel, x0: Tensor, tok: Tensor, null_tok: Tensor, p_un
 
 
 def _diffusion_task(cfg: TrainConfig, images: Tensor, captions: list[str]):
-    model = build_model(cfg, captions)
+    ae = load_autoencoder(cfg.autoencoder) if cfg.autoencoder else None
+    model = build_model(cfg, captions, ae)
+    if ae is not None:
+        images = encode_latents(ae, images)  # (N, C, h, w): the UNet's data x_0 is now z_0
     tokens = model.tokenizer.encode(captions)  # (N, L)
     null_tokens = model.tokenizer.encode([""])  # (1, L)
 
