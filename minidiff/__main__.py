@@ -47,9 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     b = sub.add_parser("bench", help="measured tables (printed as markdown; figures in out/)",
                        description="prompt-accuracy: checker-judged samples of held-out prompts; ddim-roundtrip: "
                        "inversion+sampling MSE vs steps; cfg-inversion: the same under CFG w; eta-grid: samples "
-                       "across eta and steps; classifier-guidance: background hit rate vs guidance scale.")
+                       "across eta and steps; classifier-guidance: background hit rate vs guidance scale; edit: the "
+                       "ground-truth edit benchmark (SDEdit, DDIM/null-text inversion + P2P, EDICT); null-text: "
+                       "reconstruction PSNR of DDIM vs null-text inversion under guidance.")
     b.add_argument("what", choices=["prompt-accuracy", "ddim-roundtrip", "cfg-inversion", "eta-grid",
-                                    "classifier-guidance"])
+                                    "classifier-guidance", "edit", "null-text"])
     b.add_argument("--checkpoint", default="shapes")
     b.add_argument("--n", type=int, default=None, help="number of prompts / images (a default per table)")
     b.add_argument("--guidance", type=float, nargs="+", default=None, help="CFG scale(s) w")
@@ -124,6 +126,16 @@ def _bench(a) -> int:
                               seed=a.seed, figure=out / "prompt_accuracy.png")
         return 0
     model = pretrained.load(a.checkpoint)
+    if a.what in ("edit", "null-text"):
+        from . import experiments_p2p
+
+        if a.what == "edit":
+            experiments_p2p.edit_benchmark(model, n=a.n or 120, w=(a.guidance or [3.0])[0], steps=(a.steps or [50])[0],
+                                           seed=a.seed, figure=str(out / "edit_benchmark.png"))
+        else:
+            experiments_p2p.null_text_table(model, n=a.n or 16, ws=tuple(a.guidance or (3.0, 7.5)),
+                                            steps=(a.steps or [50])[0], seed=a.seed)
+        return 0
     images, captions = shapes_tensors(a.n or 64, seed=a.seed, split="test")
     if a.what == "ddim-roundtrip":
         experiments.ddim_roundtrip_table(model, images, captions, steps_list=tuple(a.steps or (10, 20, 50, 100, 200,

@@ -115,7 +115,10 @@ def refinement_mapper(tokenizer: Tokenizer, source: str, target: str) -> tuple[T
     Target token j takes the source maps of token mapper[j] where alpha[j] = 1; target words
     absent from the source (alpha 0) keep their own maps. Words are aligned by a longest
     common subsequence (the reference aligns tokens by global sequence alignment, which for
-    added words gives the same pairs). <bos> maps to <bos>; padding maps to source padding.
+    added words gives the same pairs); among equally long alignments the latest match of a
+    repeated word is taken, so added words form contiguous runs ("a red circle on a white ..."
+    -> "a red circle AND A BLUE SQUARE ON THE RIGHT on a white ..."). <bos> maps to <bos>;
+    padding maps to source padding.
     """
     s, t = tokenizer.split(source), tokenizer.split(target)
     tokenizer.encode([source, target])
@@ -129,7 +132,9 @@ def refinement_mapper(tokenizer: Tokenizer, source: str, target: str) -> tuple[T
     mapper[0], alpha[0] = 0, 1.0  # <bos>
     i = j = 0
     while i < len(s) and j < len(t):
-        if s[i] == t[j]:
+        if s[i] == t[j] and n[i][j + 1] == n[i][j]:
+            j += 1  # the same word comes again later: match it there, so insertions stay contiguous
+        elif s[i] == t[j]:
             mapper[j + 1], alpha[j + 1] = i + 1, 1.0
             i, j = i + 1, j + 1
         elif n[i + 1][j] >= n[i][j + 1]:
@@ -204,7 +209,8 @@ class LocalBlend:
     M_w are the cross-attention maps at `resolution` (default: the largest attention
     resolution of the UNet config, so never hard-coded) summed over all steps so far,
     upsampled to x_t's size. Applied after each step from `start` (fraction of steps) on.
-    `source_words[g]` / `target_words[g]` are the words of pair g whose maps make the mask.
+    `source_words[g]` / `target_words[g]` are the words of pair g whose maps make the mask
+    (an empty list: that row's mask is the whole image, so the pair is not blended).
 
     The reference divides by the max only. The small models here attend diffusely (a word's
     map rarely falls below ~0.25 of its max, measured on `shapes`), so that left masks of the
@@ -240,6 +246,7 @@ class LocalBlend:
         lo, hi = m.flatten(1).amin(dim=1)[:, None, None, None], m.flatten(1).amax(dim=1)[:, None, None, None]
         m = (m - lo) / (hi - lo).clamp_min(1e-12)  # min-max, see the class docstring
         m = (m > self.threshold).float()
+        m[self.weights.sum(1) == 0] = 1.0  # a row without blend words: no blending (mask of ones)
         return ((m[:self.G] + m[self.G:]) > 0).float()
 
     def __call__(self, x: Tensor, i: int, n_steps: int) -> Tensor:

@@ -202,15 +202,15 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def test_null_text_inversion_beats_ddim_inversion_under_guidance(model):
     """At w = 7.5 plain DDIM inversion drifts; optimising the null embedding per step follows the
-    w = 1 pivot. Measured on 4 held-out scenes, 10 steps, lr 0.1: mean PSNR DDIM 8.0 dB, null-text 17.2 dB
-    (gap 9.1 dB, deterministic); asserted > 6 dB to leave room for other BLAS builds' float32 round-off."""
+    w = 1 pivot. Measured on 4 held-out scenes, 10 steps, lr 1e-2: mean PSNR DDIM 8.0 dB, null-text 22.0 dB
+    (gap 14.0 dB, deterministic); asserted > 10 dB to leave room for other BLAS builds' float32 round-off."""
     x0, caps = shapes_tensors(4, seed=0, split="test")
     ctx, null, w = model.encode_text(caps), model.null_context(), 7.5
     x_T = ddim_invert(model, model.schedule, x0, steps=S, context=ctx, guidance=(null, w))
     rec_ddim = ddim_sample(classifier_free_guidance(model, null, w), model.schedule, x_T, S, context=ctx)
-    inv = null_text_invert(model, model.schedule, x0, ctx, null, w=w, steps=S, inner_steps=10, lr=0.1)
+    inv = null_text_invert(model, model.schedule, x0, ctx, null, w=w, steps=S, inner_steps=10, lr=1e-2)
     rec_nti = null_text_sample(model, model.schedule, inv.x_T, ctx, inv.null_embeddings, w, inv.grid)
     gap = (psnr(rec_nti, x0) - psnr(rec_ddim, x0)).mean().item()
-    assert gap > 6.0, gap
+    assert gap > 10.0, gap
     assert inv.null_embeddings.shape == (S, 4, *null.shape[1:])
     assert torch.equal(inv.pivots[0], x0) and torch.equal(inv.pivots[-1], inv.x_T)

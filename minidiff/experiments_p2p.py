@@ -1,0 +1,249 @@
+"""The ground-truth edit benchmark on `shapes` (lecture 5), and the null-text reconstruction table.
+
+For held-out scenes, one word of the caption is changed (an object's colour or shape, or the
+background colour) and the scene is re-rendered with that word changed: the exact target.
+Each editing method gets the source image and both captions and is scored by
+
+- edit success: the rule-based checker (`shapes_check.check`) judges the edit against the
+  target caption (all of colour, shape, position and background right);
+- PSNR to the rendered target (whole image);
+- PSNR and SSIM of the region the edit must not touch, against the source (= the target
+  there): outside the edited object (dilated by one pixel for anti-aliasing) for object
+  edits, inside the objects (eroded by one pixel) for background edits. For SSIM the pixels
+  outside that region are first set to the source's, so only changes inside it count.
+
+Methods: re-generation from fresh noise with the target prompt; SDEdit at two strengths;
+DDIM inversion followed by plain sampling with the target prompt; DDIM inversion + P2P word
+swap (with and without local blend); null-text inversion + P2P word swap + local blend;
+EDICT editing. All use DDIM with classifier-free guidance w (the same w everywhere).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .edict import edict_edit
+from .evaluate import generate
+from .experiments import _print_table
+from .inversion import ddim_invert, null_text_invert, null_text_sample, sdedit
+from .metrics import psnr, ssim
+from .p2p import LocalBlend, Replace, p2p_sample
+from .samplers import classifier_free_guidance, ddim_sample
+from .schedule import timesteps
+from .shapes import KINDS, Scene, ShapesDataset, caption, render, replace_word
+from .shapes_check import check
+
+EDIT_KINDS = ("colour", "shape", "background")
+
+
+@dataclass
+class EditCases:
+    """n edit cases: source/target images (n, 3, 32, 32), captions, which word changed, the
+    region that must not change (n, 1, 32, 32) and the words whose maps make a local-blend mask."""
+
+    kind: list[str]
+    source: Tensor
+    target: Tensor
+    source_caption: list[str]
+    target_caption: list[str]
+    keep: Tensor
+    blend_source: list[list[str]]
+    blend_target: list[list[str]]
+
+
+def make_cases(edits: list[tuple[Scene, str, str]]) -> EditCases:
+    """EditCases from (scene, kind, new word) triples; kind in EDIT_KINDS (object edits change object 0)."""
+    out: dict[str, list] = {k: [] for k in EditCases.__dataclass_fields__}
+    for scene, kind, new in edits:
+        if kind not in EDIT_KINDS:
+            raise ValueError(f"edit kind must be one of {EDIT_KINDS}, got {kind!r}")
+        old = scene.background if kind == "background" else getattr(scene.objects[0], kind)
+        edited = replace_word(scene, old, new, None if kind == "background" else 0)
+        (src, masks), (tgt, masks_t) = render(scene), render(edited)
+        if kind == "background":  # keep the objects' interiors
+            inside = masks.any(0, keepdim=True)[None].float()  # (1, 1, 32, 32)
+            keep = 1 - F.max_pool2d(1 - inside, 3, 1, 1)  # erode by one pixel
+            blend = ([old], [new])
+        else:  # keep everything but the edited object (source or target outline), dilated
+            obj = (masks[0] | masks_t[0])[None, None].float()
+            keep = 1 - F.max_pool2d(obj, 3, 1, 1)
+            colour = scene.objects[0].colour
+            blend = ([colour], [new if kind == "colour" else colour])
+        for k, v in zip(EditCases.__dataclass_fields__, (kind, src, tgt, caption(scene), caption(edited),
+                                                           keep[0], *blend), strict=True):
+            out[k].append(v)
+    return EditCases(out["kind"], torch.stack(out["source"]), torch.stack(out["target"]), out["source_caption"],
+                     out["target_caption"], torch.stack(out["keep"]), out["blend_source"], out["blend_target"])
+
+
+def edit_cases(n: int, seed: int = 0) -> EditCases:
+    """Held-out (test-split) scenes 0..n-1; case i edits EDIT_KINDS[i % 3]: the first object's
+    colour or shape, or the background, to a word drawn from the other values of that kind."""
+    data, rng = ShapesDataset(n, seed, "test"), np.random.default_rng([seed, 5])
+    edits = []
+    for i in range(n):
+        scene, kind = data.scene(i), EDIT_KINDS[i % 3]
+        old = scene.background if kind == "background" else getattr(scene.objects[0], kind)
+        edits.append((scene, kind, str(rng.choice([w for w in KINDS[kind] if w != old]))))
+    return make_cases(edits)
+
+
+def score(x: Tensor, cases: EditCases) -> dict[str, Tensor]:
+    """Per-case scores of edited images x (n, 3, 32, 32): success (0/1), PSNR to target, PSNR/SSIM kept region."""
+    x = x.float()
+    return {"success": torch.tensor([float(check(xi, p)["correct"]) for xi, p in zip(x, cases.target_caption,
+                                                                                      strict=True)]),
+            "psnr_target": psnr(x, cases.target),
+            "psnr_keep": psnr(x, cases.source, cases.keep),
+            "ssim_keep": ssim(cases.keep * x + (1 - cases.keep) * cases.source, cases.source, cases.keep)}
+
+
+# P2P settings per edit kind. Colour and background: inject the source maps for 80% of the steps
+# and self-attention for 40% (the paper's defaults for attribute edits). Shape: the edited word
+# gets only 20% (a per-word schedule: its source map draws the old outline) and self-attention 20%.
+# Background edits are not blended (the mask would have to be the whole background).
+P2P_SETTINGS = {"colour": dict(word=0.8, self_steps=0.4, blend=True),
+                "shape": dict(word=0.2, self_steps=0.2, blend=True),
+                "background": dict(word=0.8, self_steps=0.4, blend=False)}
+
+
+def _p2p(model, cases: EditCases, x_T: Tensor, w: float, steps: int, blend: bool, null: Tensor | None = None,
+         ) -> Tensor:
+    """P2P word swap of every case, one controller per edit kind (P2P_SETTINGS); returns the targets."""
+    out = torch.empty_like(x_T)
+    for kind, st in P2P_SETTINGS.items():
+        idx = [i for i, k in enumerate(cases.kind) if k == kind]
+        if not idx:
+            continue
+        src, tgt = [cases.source_caption[i] for i in idx], [cases.target_caption[i] for i in idx]
+        lb = None
+        if blend and st["blend"]:
+            lb = LocalBlend(model.tokenizer, src, tgt, [cases.blend_source[i] for i in idx],
+                            [cases.blend_target[i] for i in idx], resolution=max(model.unet.cfg.attention_resolutions))
+        changed = {b for s, t in zip(src, tgt, strict=True) for a, b in zip(s.split(), t.split(), strict=True) if a != b}
+        ctrl = Replace(model.tokenizer, src, tgt, timesteps(model.schedule.T, steps),
+                       cross_steps={"default": 0.8, **{word: st["word"] for word in changed}},
+                       self_steps=st["self_steps"], local_blend=lb)
+        out[idx] = p2p_sample(model, ctrl, x_T[idx], guidance=w, null_embeddings=None if null is None else null[:, idx])[1]
+    return out
+
+
+def edit_methods(model, cases: EditCases, w: float = 3.0, steps: int = 50, seed: int = 0,
+                 nti_lr: float = 1e-2, nti_inner: int = 10, methods: tuple[str, ...] | None = None,
+                 ) -> dict[str, tuple[Tensor, float]]:
+    """{method: (edited images (n, 3, 32, 32), seconds)}; `methods` selects a subset by name."""
+    sched, T = model.schedule, model.schedule.T
+    src_ctx, tgt_ctx = model.encode_text(cases.source_caption), model.encode_text(cases.target_caption)
+    null, x0 = model.null_context(), cases.source
+    guided = classifier_free_guidance(model, null, w)
+    g = torch.Generator().manual_seed(seed)
+    cache: dict[str, object] = {}
+
+    def ddim_xT():
+        if "ddim" not in cache:
+            cache["ddim"] = ddim_invert(model, sched, x0, steps, src_ctx, guidance=(null, w))
+        return cache["ddim"]
+
+    def nti():
+        if "nti" not in cache:
+            cache["nti"] = null_text_invert(model, sched, x0, src_ctx, null, w=w, steps=steps, inner_steps=nti_inner,
+                                            lr=nti_lr)
+        return cache["nti"]
+
+    table = {
+        "re-generate (target prompt, new noise)": lambda: generate(model, cases.target_caption, w, steps, seed,
+                                                                   progress=False),
+        "SDEdit t0 = 0.5 T": lambda: sdedit(guided, sched, x0, T // 2, steps, tgt_ctx, generator=g),
+        "SDEdit t0 = 0.75 T": lambda: sdedit(guided, sched, x0, 3 * T // 4, steps, tgt_ctx, generator=g),
+        "DDIM inversion, target prompt": lambda: ddim_sample(guided, sched, ddim_xT(), steps, context=tgt_ctx),
+        "DDIM inversion + P2P": lambda: _p2p(model, cases, ddim_xT(), w, steps, blend=False),
+        "DDIM inversion + P2P + local blend": lambda: _p2p(model, cases, ddim_xT(), w, steps, blend=True),
+        "null-text inversion + P2P + local blend": lambda: _p2p(model, cases, nti().x_T, w, steps, blend=True,
+                                                                null=nti().null_embeddings),
+        "EDICT (p = 0.93, strength 0.8)": lambda: edict_edit(model, sched, x0, src_ctx, tgt_ctx, steps,
+                                                            guidance=(null, w))[0],
+    }
+    out = {}
+    for name, run in table.items():
+        if methods is not None and name not in methods:
+            continue
+        t0 = time.perf_counter()
+        with torch.no_grad() if "null-text" not in name else torch.enable_grad():
+            x = run()
+        out[name] = (x.detach(), time.perf_counter() - t0)
+    return out
+
+
+def edit_benchmark(model, n: int = 120, w: float = 3.0, steps: int = 50, seed: int = 0,
+                   methods: tuple[str, ...] | None = None, figure: str | None = None) -> list[dict]:
+    """Print the edit table (overall and per edit kind) and return its rows; save an example figure."""
+    cases = edit_cases(n, seed)
+    results = edit_methods(model, cases, w, steps, seed, methods=methods)
+    rows = []
+    ref = {"rendered target (ceiling)": cases.target, "source unchanged (no edit)": cases.source}
+    for name, x in {**{k: (v, 0.0) for k, v in ref.items()}, **results}.items():
+        images, seconds = x
+        s = score(images, cases)
+        row = {"method": name, "seconds": seconds, **{k: v.mean().item() for k, v in s.items()}}
+        for kind in EDIT_KINDS:
+            sel = torch.tensor([k == kind for k in cases.kind])
+            row[f"success_{kind}"] = s["success"][sel].mean().item()
+        rows.append(row)
+    header = ["method", "success", "colour", "shape", "bg", "PSNR to target", "PSNR kept", "SSIM kept", "s"]
+    body = [[r["method"], f"{r['success']:.2f}", f"{r['success_colour']:.2f}", f"{r['success_shape']:.2f}",
+             f"{r['success_background']:.2f}", f"{r['psnr_target']:.1f}", f"{r['psnr_keep']:.1f}",
+             f"{r['ssim_keep']:.3f}", f"{r['seconds']:.0f}"] for r in rows]
+    _print_table(f"Ground-truth edits on {n} held-out shapes scenes (w = {w}, {steps} DDIM steps, seed {seed})",
+                 header, body)
+    if figure is not None:
+        _figure(cases, results, figure)
+    return rows
+
+
+def _figure(cases: EditCases, results: dict[str, tuple[Tensor, float]], path: str, k: int = 6) -> None:
+    from .viz import save_grid
+
+    cols = {"source": cases.source, "target (rendered)": cases.target, **{m: x for m, (x, _) in results.items()}}
+    images = torch.cat([torch.stack([x[i] for x in cols.values()]) for i in range(k)])
+    titles = [f"{name}" if i == 0 else "" for i in range(k) for name in cols]
+    titles[: len(cols)] = list(cols)
+    for i in range(k):
+        titles[i * len(cols)] = (titles[i * len(cols)] + "\n" if i == 0 else "") + cases.target_caption[i]
+    print(f"saved {save_grid(images, path, titles=titles, ncol=len(cols))}")
+
+
+def null_text_table(model, n: int = 16, ws: tuple[float, ...] = (3.0, 7.5), steps: int = 50,
+                    lrs: tuple[float, ...] = (1e-2, 1e-1), inner_steps: int = 10, seed: int = 0) -> list[dict]:
+    """Reconstruction PSNR of DDIM inversion vs null-text inversion under guidance w (held-out scenes)."""
+    from .shapes import shapes_tensors
+
+    x0, caps = shapes_tensors(n, seed=seed, split="test")
+    ctx, null, rows = model.encode_text(caps), model.null_context(), []
+    with torch.no_grad():
+        x_T = ddim_invert(model, model.schedule, x0, steps, ctx)
+        rec = ddim_sample(model, model.schedule, x_T, steps, context=ctx)
+    rows.append({"method": "DDIM inversion, w = 1 (the pivot)", "w": 1.0, "psnr": psnr(rec, x0).mean().item()})
+    for w in ws:
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            x_T = ddim_invert(model, model.schedule, x0, steps, ctx, guidance=(null, w))
+            rec = ddim_sample(classifier_free_guidance(model, null, w), model.schedule, x_T, steps, context=ctx)
+        rows.append({"method": f"DDIM inversion, w = {w}", "w": w, "psnr": psnr(rec, x0).mean().item(),
+                     "seconds": time.perf_counter() - t0})
+        for lr in lrs:
+            t0 = time.perf_counter()
+            inv = null_text_invert(model, model.schedule, x0, ctx, null, w=w, steps=steps, inner_steps=inner_steps,
+                                   lr=lr)
+            with torch.no_grad():
+                rec = null_text_sample(model, model.schedule, inv.x_T, ctx, inv.null_embeddings, w, inv.grid)
+            rows.append({"method": f"null-text inversion, w = {w}, Adam lr {lr:g}, {inner_steps} inner steps",
+                         "w": w, "psnr": psnr(rec, x0).mean().item(), "seconds": time.perf_counter() - t0})
+    _print_table(f"Reconstruction PSNR (dB, mean over {n} held-out scenes, {steps} steps)", ["method", "PSNR", "s"],
+                 [[r["method"], f"{r['psnr']:.1f}", f"{r.get('seconds', 0):.0f}"] for r in rows])
+    return rows
