@@ -125,12 +125,15 @@ def _p2p(model, cases: EditCases, x_T: Tensor, w: float, steps: int, blend: bool
         lb = None
         if blend and st["blend"]:
             lb = LocalBlend(model.tokenizer, src, tgt, [cases.blend_source[i] for i in idx],
-                            [cases.blend_target[i] for i in idx], resolution=max(model.unet.cfg.attention_resolutions))
-        changed = {b for s, t in zip(src, tgt, strict=True) for a, b in zip(s.split(), t.split(), strict=True) if a != b}
+                            [cases.blend_target[i] for i in idx],
+                            resolution=max(model.unet.cfg.attention_resolutions))
+        changed = {b for s, t in zip(src, tgt, strict=True)
+                   for a, b in zip(s.split(), t.split(), strict=True) if a != b}
         ctrl = Replace(model.tokenizer, src, tgt, timesteps(model.schedule.T, steps),
                        cross_steps={"default": 0.8, **{word: st["word"] for word in changed}},
                        self_steps=st["self_steps"], local_blend=lb)
-        out[idx] = p2p_sample(model, ctrl, x_T[idx], guidance=w, null_embeddings=None if null is None else null[:, idx])[1]
+        nulls = None if null is None else null[:, idx]
+        out[idx] = p2p_sample(model, ctrl, x_T[idx], guidance=w, null_embeddings=nulls)[1]
     return out
 
 

@@ -66,7 +66,8 @@ def ssim_map(x: Tensor, y: Tensor, data_range: float = DATA_RANGE, size: int = 1
     """Per-pixel SSIM, averaged over channels: (B, 1, H - size + 1, W - size + 1), float64."""
     _check_pair(x, y)
     if min(x.shape[-2:]) < size:
-        raise ValueError(f"images must be at least {size}x{size} for an {size}x{size} SSIM window, got {tuple(x.shape)}")
+        raise ValueError(f"images must be at least {size}x{size} for an {size}x{size} SSIM window, "
+                         f"got {tuple(x.shape)}")
     C = x.shape[1]
     g = gaussian_window(size, sigma)
     w = (g[:, None] * g[None, :]).expand(C, 1, size, size)  # (C, 1, k, k): one window per channel
