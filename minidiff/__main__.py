@@ -49,14 +49,18 @@ def main(argv: list[str] | None = None) -> int:
                        "inversion+sampling MSE vs steps; cfg-inversion: the same under CFG w; eta-grid: samples "
                        "across eta and steps; classifier-guidance: background hit rate vs guidance scale; edit: the "
                        "ground-truth edit benchmark (SDEdit, DDIM/null-text inversion + P2P, EDICT); null-text: "
-                       "reconstruction PSNR of DDIM vs null-text inversion under guidance.")
+                       "reconstruction PSNR of DDIM vs null-text inversion under guidance; autoencoder: held-out "
+                       "reconstruction PSNR/SSIM of the shipped autoencoders; quality: classifier accuracy, "
+                       "classifier-FID and -KID of a latent model's samples (e.g. --checkpoint cifar10 --classifier "
+                       "cifar10_classifier).")
     b.add_argument("what", choices=["prompt-accuracy", "ddim-roundtrip", "cfg-inversion", "eta-grid",
-                                    "classifier-guidance", "edit", "null-text"])
+                                    "classifier-guidance", "edit", "null-text", "autoencoder", "quality"])
     b.add_argument("--checkpoint", default="shapes")
     b.add_argument("--n", type=int, default=None, help="number of prompts / images (a default per table)")
     b.add_argument("--guidance", type=float, nargs="+", default=None, help="CFG scale(s) w")
     b.add_argument("--steps", type=int, nargs="+", default=None, help="DDIM step count(s)")
-    b.add_argument("--classifier", default="data/shapes_classifier", help="classifier-guidance: checkpoint")
+    b.add_argument("--classifier", default="data/shapes_classifier",
+                   help="classifier-guidance: the noisy classifier; quality: the evaluation classifier")
     b.add_argument("--scales", type=float, nargs="+", default=[0.0, 1.0, 3.0, 10.0])
     b.add_argument("--prompt", default="a red circle on the left on a gray background")
     b.add_argument("--seed", type=int, default=0)
@@ -124,6 +128,16 @@ def _bench(a) -> int:
     if a.what == "prompt-accuracy":
         prompt_accuracy_table(a.checkpoint, n=a.n or 200, guidance=a.guidance or [3.0], steps=(a.steps or [50])[0],
                               seed=a.seed, figure=out / "prompt_accuracy.png")
+        return 0
+    if a.what in ("autoencoder", "quality"):
+        from . import experiments_latent
+
+        if a.what == "autoencoder":
+            experiments_latent.autoencoder_table(n=a.n or 1000)
+        else:
+            experiments_latent.quality_table(a.checkpoint, a.classifier, n=a.n or 500,
+                                             guidance=(a.guidance or [3.0])[0], steps=(a.steps or [25])[0],
+                                             seed=a.seed)
         return 0
     model = pretrained.load(a.checkpoint)
     if a.what in ("edit", "null-text"):

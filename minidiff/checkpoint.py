@@ -28,6 +28,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from .classifier import ImageClassifier, ImageClassifierConfig
 from .guidance import ClassifierConfig, NoisyClassifier
 from .model import DiffusionModel
 from .nn.autoencoder import Autoencoder, AutoencoderConfig
@@ -40,6 +41,7 @@ KINDS = {
         **c, "channel_mults": tuple(c["channel_mults"])}))),
     "NoisyClassifier": (lambda m: asdict(m.cfg), lambda c: NoisyClassifier(ClassifierConfig(**{
         **c, "channel_mults": tuple(c["channel_mults"])}))),
+    "ImageClassifier": (lambda m: asdict(m.cfg), lambda c: ImageClassifier(ImageClassifierConfig(**c))),
 }
 STATE_FORMAT = "minidiff-train-state/1"
 

@@ -91,3 +91,55 @@ def ssim(x: Tensor, y: Tensor, mask: Tensor | None = None, data_range: float = D
     pad = (x.shape[-1] - s.shape[-1]) // 2
     m = _mask(mask, x)[..., pad:pad + s.shape[-2], pad:pad + s.shape[-1]]  # window centres
     return (s * m).flatten(1).sum(1) / m.flatten(1).sum(1).clamp_min(1)
+
+
+# ---- distances between feature distributions (classifier-FID / classifier-KID) -------------------
+
+def _sqrtm_psd(a: Tensor) -> Tensor:
+    """Symmetric PSD square root by eigendecomposition (negative round-off eigenvalues -> 0)."""
+    vals, vecs = torch.linalg.eigh(a)
+    return (vecs * vals.clamp_min(0).sqrt()) @ vecs.T
+
+
+def frechet_distance(mu1: Tensor, sigma1: Tensor, mu2: Tensor, sigma2: Tensor) -> float:
+    """Frechet distance between N(mu1, sigma1) and N(mu2, sigma2) (Heusel et al. 2017):
+
+        d^2 = ||mu1 - mu2||^2 + Tr(sigma1 + sigma2 - 2 (sigma1^{1/2} sigma2 sigma1^{1/2})^{1/2})
+
+    (the symmetric form of Tr (sigma1 sigma2)^{1/2}, same eigenvalues, stable in float64).
+    """
+    mu1, mu2, sigma1, sigma2 = (v.double() for v in (mu1, mu2, sigma1, sigma2))
+    s1 = _sqrtm_psd(sigma1)
+    cross = _sqrtm_psd(s1 @ sigma2 @ s1)
+    return ((mu1 - mu2).pow(2).sum() + torch.trace(sigma1) + torch.trace(sigma2) - 2 * torch.trace(cross)).item()
+
+
+def feature_fid(f1: Tensor, f2: Tensor) -> float:
+    """Frechet distance between Gaussians fitted to two feature sets (N1, D), (N2, D)."""
+    for f in (f1, f2):
+        if f.ndim != 2 or len(f) < 2:
+            raise ValueError(f"features must be (N >= 2, D), got {tuple(f.shape)}")
+    f1, f2 = f1.double(), f2.double()
+    return frechet_distance(f1.mean(0), torch.cov(f1.T), f2.mean(0), torch.cov(f2.T))
+
+
+def kernel_distance(f1: Tensor, f2: Tensor, subsets: int = 20, subset_size: int = 500, seed: int = 0
+                    ) -> tuple[float, float]:
+    """Kernel distance (KID, Binkowski et al. 2018): the unbiased MMD^2 with the kernel
+    k(x, y) = (x . y / D + 1)^3, averaged over random subsets; returns (mean, std over subsets).
+
+        MMD^2_u = 1/(m(m-1)) sum_{i != j} k(x_i, x_j) + 1/(m(m-1)) sum_{i != j} k(y_i, y_j)
+                  - 2/m^2 sum_{i, j} k(x_i, y_j)
+    """
+    f1, f2 = f1.double(), f2.double()
+    m = min(subset_size, len(f1), len(f2))
+    g = torch.Generator().manual_seed(seed)
+    D, vals = f1.shape[1], []
+    for _ in range(subsets):
+        x = f1[torch.randperm(len(f1), generator=g)[:m]]
+        y = f2[torch.randperm(len(f2), generator=g)[:m]]
+        kxx, kyy, kxy = ((a @ b.T / D + 1) ** 3 for a, b in ((x, x), (y, y), (x, y)))
+        off = (kxx.sum() - kxx.diagonal().sum() + kyy.sum() - kyy.diagonal().sum()) / (m * (m - 1))
+        vals.append((off - 2 * kxy.mean()).item())
+    v = torch.tensor(vals, dtype=torch.float64)
+    return v.mean().item(), v.std().item() if subsets > 1 else 0.0

@@ -49,7 +49,7 @@ from .text import TextEncoderConfig, Tokenizer
 class TrainConfig:
     """Everything a diffusion training run depends on (saved with its checkpoints)."""
 
-    task: str = "diffusion"          # diffusion | autoencoder
+    task: str = "diffusion"          # diffusion | autoencoder | classifier
     dataset: str = "shapes"          # shapes | cifar10 | celeba
     n_train: int = 20_000            # shapes only: number of rendered training scenes
     data_root: str | None = None     # folder with cifar10-png.zip / celeba-10k.zip (else $MINIDIFF_DATA)
@@ -71,6 +71,7 @@ class TrainConfig:
     kl_weight: float = 1e-6          # autoencoder only: weight of the KL term
     ae_channels: int = 32            # autoencoder only: base channels
     autoencoder: str | None = None   # diffusion only: AE checkpoint (path or shipped name) -> latent diffusion
+    classifier_width: int = 16       # classifier only: base width of the ResNet-9-style CNN
     ckpt_every: int = 100
     sample_every: int = 500
     seed: int = 0
@@ -196,7 +197,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True, _kill_at
     """
     torch.manual_seed(cfg.seed)
     images, captions = training_data(cfg)
-    tasks = {"diffusion": _diffusion_task, "autoencoder": _autoencoder_task}
+    tasks = {"diffusion": _diffusion_task, "autoencoder": _autoencoder_task, "classifier": _classifier_task}
     if cfg.task not in tasks:
         raise ValueError(f"unknown task {cfg.task!r}; expected one of {sorted(tasks)}")
     model, batch_loss, export = tasks[cfg.task](cfg, images, captions)
@@ -296,6 +297,51 @@ def _autoencoder_task(cfg: TrainConfig, images: Tensor, captions: list[str]):
         probe = images[torch.linspace(0, len(images) - 1, min(2000, len(images))).long()]
         ema.scale_factor.fill_(estimate_scale_factor(ema, probe))
         save_model(ema, Path(cfg.out) / "model", info={"step": step, "train_config": asdict(cfg)})
+
+    return model, batch_loss, export
+
+
+def _classifier_task(cfg: TrainConfig, images: Tensor, captions: list[str]):
+    """The evaluation classifier (`minidiff.classifier`): CIFAR-10 classes or CelebA caption
+    attributes, cross-entropy / binary cross-entropy on augmented clean images; the export
+    records the held-out accuracy."""
+    from .classifier import (
+        CELEBA_ATTRIBUTES,
+        ImageClassifier,
+        ImageClassifierConfig,
+        accuracy,
+        augment,
+        celeba_targets,
+        classifier_loss,
+    )
+    from .data import CIFAR10_CLASSES, load_dataset, to_float
+
+    def labelled(split: str) -> tuple[Tensor, Tensor]:
+        ds = load_dataset(cfg.dataset, split, root=cfg.data_root, image_size=cfg.image_size)
+        if cfg.dataset == "cifar10":
+            return to_float(ds.images), ds.extras["label"]
+        return to_float(ds.images), celeba_targets(ds.extras["attributes"], ds.attribute_names)
+
+    if cfg.dataset not in ("cifar10", "celeba"):
+        raise ValueError(f"the classifier task trains on cifar10 or celeba, not {cfg.dataset!r}")
+    x_train, y_train = labelled("train")
+    x_test, y_test = labelled("test")
+    labels, kind = ((CIFAR10_CLASSES, "multiclass") if cfg.dataset == "cifar10" else (CELEBA_ATTRIBUTES, "multilabel"))
+    model = ImageClassifier(ImageClassifierConfig(labels, kind, cfg.classifier_width, cfg.image_size, cfg.dataset))
+    if len(x_train) != len(images):
+        raise ValueError("classifier data and training images disagree")
+
+    def batch_loss(idx: Tensor, gen: torch.Generator, part: slice) -> Tensor:
+        x = augment(x_train[idx], gen)
+        return classifier_loss(model, x[part], y_train[idx][part])
+
+    def export(ema, step: int) -> None:
+        acc = accuracy(ema.eval(), x_test, y_test)
+        ema.train()
+        info = {"step": step, "train_config": asdict(cfg), "test_accuracy": acc.tolist(), "labels": list(labels),
+                "n_test": len(x_test)}
+        save_model(ema, Path(cfg.out) / "model", info=info)
+        print(f"\nstep {step}: held-out accuracy {acc.tolist()}")
 
     return model, batch_loss, export
 

@@ -64,3 +64,46 @@ def test_bad_input_is_refused():
         ssim(x[..., :8, :8], x[..., :8, :8])
     with pytest.raises(ValueError, match=r"mask must be \(B, 1, H, W\)"):
         psnr(x, x, torch.ones(3, 32, 32))
+
+
+def test_frechet_distance_closed_form_for_diagonal_gaussians():
+    from minidiff.metrics import frechet_distance
+
+    mu1, mu2 = torch.tensor([0.0, 1.0, 2.0]), torch.tensor([1.0, 1.0, 0.0])
+    s1, s2 = torch.tensor([1.0, 4.0, 0.25]), torch.tensor([9.0, 1.0, 0.25])
+    expected = (mu1 - mu2).pow(2).sum() + (s1 + s2 - 2 * (s1 * s2).sqrt()).sum()  # 5 + (4 + 1 + 0)
+    assert abs(frechet_distance(mu1, torch.diag(s1), mu2, torch.diag(s2)) - expected.item()) < 1e-10
+    # a rotation of both covariances leaves it unchanged; a full covariance against itself gives 0
+    q, _ = torch.linalg.qr(torch.randn(3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0)))
+    a, b = q @ torch.diag(s1).double() @ q.T, q @ torch.diag(s2).double() @ q.T
+    assert abs(frechet_distance(q @ mu1.double(), a, q @ mu2.double(), b) - expected.item()) < 1e-9
+    assert abs(frechet_distance(mu1, a, mu1, a)) < 1e-9
+
+
+def test_feature_fid_of_samples_converges_to_the_closed_form():
+    from minidiff.metrics import feature_fid
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(200_000, 2, generator=g, dtype=torch.float64)
+    y = torch.randn(200_000, 2, generator=g, dtype=torch.float64) * 2 + 1  # N(1, 4 I)
+    # closed form: |mu|^2 = 2, trace term 2 * (1 + 4 - 2 * 2) = 2  -> 4
+    assert abs(feature_fid(x, y) - 4.0) < 0.05
+
+
+def test_kernel_distance_is_unbiased_and_matches_a_loop():
+    from minidiff.metrics import kernel_distance
+
+    g = torch.Generator().manual_seed(1)
+    a, b = torch.randn(4000, 8, generator=g), torch.randn(4000, 8, generator=g)
+    mean, std = kernel_distance(a, b, subsets=50, subset_size=200)
+    assert abs(mean) < 4 * std / 50**0.5 + 1e-12  # same distribution: zero in expectation
+    x, y = torch.randn(6, 3, generator=g).double(), (torch.randn(6, 3, generator=g) + 1).double()
+
+    def k(u, v):
+        return (u @ v / 3 + 1) ** 3
+
+    m = 6
+    ref = (sum(k(x[i], x[j]) + k(y[i], y[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+           - 2 * sum(k(x[i], y[j]) for i in range(m) for j in range(m)) / m**2)
+    got, _ = kernel_distance(x, y, subsets=1, subset_size=6)
+    assert abs(got - ref.item()) < 1e-10

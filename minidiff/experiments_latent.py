@@ -1,0 +1,116 @@
+"""Measured tables for the latent models on CIFAR-10 and CelebA (lecture 6).
+
+- `autoencoder_table`: reconstruction PSNR / SSIM of the shipped KL-f4 autoencoders on held-out
+  images, beside the latent-diffusion paper's f = 4 KL autoencoder (PSNR 27.5 on 256 px ImageNet).
+- `quality_table`: samples judged by the project's own classifier (`minidiff.classifier`):
+  accuracy of the conditional samples (does the sample show its caption's class / attributes),
+  and classifier-FID / classifier-KID against the held-out set, in that classifier's feature
+  space. Two reference rows bracket the model: real training images vs the held-out set (the
+  floor: what a perfect model would score with this many images) and samples of a freshly
+  initialised model of the same architecture (the ceiling).
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from torch import Tensor
+
+from .classifier import caption_attributes, features, predict
+from .data import load_dataset, to_float
+from .evaluate import generate
+from .experiments import _print_table
+from .metrics import feature_fid, kernel_distance, psnr, ssim
+
+LDM_F4_KL_PSNR = 27.5  # Rombach et al. 2022, Table 8: KL-regularised f = 4 autoencoder, 256x256 ImageNet
+
+
+def heldout(dataset: str, n: int | None = None, image_size: int = 32, root: str | None = None):
+    """(images (n, 3, s, s) in [-1, 1], captions, dataset) of the test split."""
+    ds = load_dataset(dataset, "test", root=root, image_size=image_size)
+    k = len(ds) if n is None else min(n, len(ds))
+    idx = torch.linspace(0, len(ds) - 1, k).long()
+    return to_float(ds.images[idx]), [ds.captions[i] for i in idx.tolist()], ds
+
+
+@torch.no_grad()
+def autoencoder_table(names: tuple[str, ...] = ("cifar10_ae", "celeba_ae"), n: int = 1000) -> list[dict]:
+    """PSNR / SSIM (mean +- std over images) of each autoencoder's reconstruction of n held-out images."""
+    from . import pretrained
+
+    rows = []
+    for name in names:
+        if not pretrained.available(name):
+            print(f"{name}: not in {pretrained.checkpoint_dir()}; skipped")
+            continue
+        ae = pretrained.load(name)
+        dataset = ae.info.get("train_config", {}).get("dataset", name.removesuffix("_ae"))
+        size = ae.info.get("train_config", {}).get("image_size", 32)
+        x, _, _ = heldout(dataset, n, size)
+        rec = torch.cat([ae(x[i:i + 250]) for i in range(0, len(x), 250)])
+        p, s = psnr(rec, x), ssim(rec, x)
+        rows.append({"row": f"{name} ({dataset} test, {len(x)} images, {size}x{size})", "psnr": p.mean().item(),
+                     "psnr_std": p.std().item(), "ssim": s.mean().item(), "ssim_std": s.std().item(),
+                     "params": ae.num_params(), "latent": f"{ae.cfg.latent_channels}x{size // ae.cfg.factor}^2"})
+    body = [[r["row"], f"{r['psnr']:.2f} +- {r['psnr_std']:.2f}", f"{r['ssim']:.3f} +- {r['ssim_std']:.3f}",
+             r["latent"], f"{r['params']:,}"] for r in rows]
+    body.append(["LDM KL-f4 (paper, ImageNet 256x256)", f"{LDM_F4_KL_PSNR}", "", "3x64^2", ""])
+    _print_table("Autoencoder reconstruction on held-out images", ["autoencoder", "PSNR (dB)", "SSIM", "latent",
+                                                                   "params"], body)
+    return rows
+
+
+def conditional_accuracy(clf, x: Tensor, captions: list[str]) -> float:
+    """Fraction of (image, caption) pairs where the classifier agrees with the caption: the class for
+    CIFAR-10, and for CelebA the mean over the attributes each caption states."""
+    pred = predict(clf, x)
+    if clf.cfg.kind == "multiclass":
+        want = torch.tensor([clf.cfg.labels.index(c.split()[-1]) for c in captions])
+        return (pred == want).double().mean().item()
+    hits, total = 0, 0
+    for p, c in zip(pred.tolist(), captions, strict=True):
+        for name, v in caption_attributes(c).items():
+            hits += int(p[clf.cfg.labels.index(name)] == v)
+            total += 1
+    return hits / total
+
+
+def quality_table(checkpoint: str, classifier: str, n: int = 500, guidance: float = 3.0, steps: int = 25,
+                  seed: int = 0) -> list[dict]:
+    """Classifier accuracy, classifier-FID and classifier-KID of samples vs the held-out set (see module doc)."""
+    from . import pretrained
+
+    model, clf = pretrained.load(checkpoint), pretrained.load(classifier)
+    dataset = model.data["name"]
+    x_test, captions, _ = heldout(dataset, n, model.data["image_size"])
+    f_test = features(clf, x_test)
+    train = load_dataset(dataset, "train", image_size=model.data["image_size"])
+    idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:n]
+    x_train = to_float(train.images[idx])
+    rows = []
+
+    def add(name: str, x: Tensor, caps: list[str], seconds: float = 0.0) -> None:
+        f = features(clf, x)
+        kid, kid_std = kernel_distance(f, f_test, subset_size=min(500, n // 2))
+        rows.append({"row": name, "accuracy": conditional_accuracy(clf, x, caps), "fid": feature_fid(f, f_test),
+                     "kid": kid, "kid_std": kid_std, "seconds": seconds})
+
+    add(f"real training images vs held-out (floor), n = {n}", x_train, [train.captions[i] for i in idx.tolist()])
+    t0 = time.perf_counter()
+    add(f"{checkpoint}: DDIM {steps} steps, w = {guidance}", generate(model, captions, guidance, steps, seed),
+        captions, time.perf_counter() - t0)
+    torch.manual_seed(seed)
+    fresh = type(model).from_config(model.config()).eval()  # freshly initialised weights
+    if model.latent:
+        fresh.attach_autoencoder(model.autoencoder)
+    add("untrained model of the same architecture (ceiling)", generate(fresh, captions, guidance, steps, seed,
+                                                                       progress=False), captions)
+    acc = clf.info.get("test_accuracy")
+    print(f"\nclassifier {classifier!r}: held-out accuracy {acc}; features: {clf.head.in_features}-d penultimate")
+    _print_table(f"Sample quality of {checkpoint!r} judged by the project's {dataset} classifier "
+                 f"({n} samples, captions of held-out images)",
+                 ["row", "accuracy vs caption", "classifier-FID", "classifier-KID (x 1e3)", "s"],
+                 [[r["row"], f"{r['accuracy']:.3f}", f"{r['fid']:.2f}",
+                   f"{1e3 * r['kid']:.2f} +- {1e3 * r['kid_std']:.2f}", f"{r['seconds']:.0f}"] for r in rows])
+    return rows

@@ -1,0 +1,114 @@
+"""Latent diffusion (lecture 6): training on autoencoder latents, loading with the autoencoder attached,
+refusing a mismatched autoencoder; the evaluation classifier's pieces; the shipped latent checkpoints."""
+
+import shutil
+
+import pytest
+import torch
+
+from minidiff import pretrained
+from minidiff.checkpoint import load_model
+from minidiff.classifier import ImageClassifier, ImageClassifierConfig, augment, caption_attributes
+from minidiff.evaluate import generate
+from minidiff.model import DiffusionModel
+from minidiff.shapes import shapes_tensors
+from minidiff.train import TrainConfig, encode_latents, train
+
+TINY = dict(n_train=64, batch_size=8, warmup=1, sample_every=0, text_dim=16, text_depth=1)
+
+
+@pytest.fixture(scope="module")
+def latent_run(tmp_path_factory):
+    """A tiny autoencoder, then a tiny latent_small diffusion model trained for 3 steps on its latents."""
+    root = tmp_path_factory.mktemp("latent")
+    train(TrainConfig(task="autoencoder", steps=2, ckpt_every=2, ae_channels=8, out=str(root / "ae_run"), **TINY),
+          progress=False)
+    shutil.copy(root / "ae_run" / "model.json", root / "tiny_ae.json")
+    shutil.copy(root / "ae_run" / "model.safetensors", root / "tiny_ae.safetensors")
+    train(TrainConfig(unet="latent_small", autoencoder=str(root / "tiny_ae.json"), steps=3, ckpt_every=3,
+                      out=str(root / "ldm_run"), **TINY), progress=False)
+    shutil.copy(root / "ldm_run" / "model.json", root / "tiny_ldm.json")
+    shutil.copy(root / "ldm_run" / "model.safetensors", root / "tiny_ldm.safetensors")
+    return root
+
+
+def test_latent_model_records_its_autoencoder_and_loads_with_it_attached(latent_run):
+    model = pretrained.load(str(latent_run / "tiny_ldm.json"))
+    ae = load_model(latent_run / "tiny_ae")
+    assert model.latent and model.data["autoencoder"]["name"] == "tiny_ae"
+    assert model.data["autoencoder"]["sha256"] == ae.sha256
+    assert (model.unet.cfg.in_channels, model.unet.cfg.image_size) == (4, 8)
+    assert not any(k.startswith("_autoencoder") for k in model.state_dict())  # not part of the checkpoint
+    x = shapes_tensors(3, seed=1, split="test")[0]
+    with torch.no_grad():
+        assert torch.equal(model.encode(x), ae.to_latent(x))
+        assert torch.equal(model.decode(model.encode(x)), ae.from_latent(ae.to_latent(x)))
+        images = generate(model, ["a red circle in the center on a gray background"] * 2, steps=3, progress=False)
+        latents = generate(model, ["a red circle in the center on a gray background"] * 2, steps=3,
+                           progress=False, decode=False)
+    assert images.shape == (2, 3, 32, 32) and latents.shape == (2, 4, 8, 8)
+    assert torch.equal(images, ae.from_latent(latents))
+
+
+def test_training_encoded_the_posterior_means(latent_run):
+    ae = load_model(latent_run / "tiny_ae")
+    x = shapes_tensors(10, seed=0, split="train")[0]
+    with torch.no_grad():
+        z = encode_latents(ae, x, batch=4, progress=False)
+    assert torch.equal(z, ae.scale_factor * ae.encode(x).mean)
+
+
+def test_a_different_autoencoder_is_refused(latent_run, tmp_path):
+    model = load_model(latent_run / "tiny_ldm")
+    other = load_model(latent_run / "tiny_ae")
+    with pytest.raises(ValueError, match="not the one this model was trained on"):
+        model.attach_autoencoder(other, sha256="0" * 64)
+    with pytest.raises(ValueError, match="needs its autoencoder 'tiny_ae'"):
+        model.decode(torch.zeros(1, 4, 8, 8))
+    pixel = DiffusionModel.from_config({**model.config(), "data": {"name": "shapes", "image_size": 32}})
+    with pytest.raises(ValueError, match="pixel-space model"):
+        pixel.attach_autoencoder(other)
+
+
+def test_latent_preset_needs_an_autoencoder(tmp_path):
+    with pytest.raises(ValueError, match="latent presets need --autoencoder"):
+        train(TrainConfig(unet="latent_small", steps=1, out=str(tmp_path), **TINY), progress=False)
+
+
+def test_augment_is_a_crop_and_flip_of_the_padded_image():
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).view(2, 3, 8, 8)
+    out = augment(x, torch.Generator().manual_seed(0), pad=2)
+    padded = torch.nn.functional.pad(x, (2,) * 4, mode="reflect")
+    for b in range(2):
+        crops = [padded[b, :, i:i + 8, j:j + 8] for i in range(5) for j in range(5)]
+        assert any(torch.equal(out[b], c) or torch.equal(out[b], c.flip(-1)) for c in crops)
+
+
+def test_caption_attributes_read_back_the_celeba_grammar():
+    from minidiff.data import celeba_caption
+
+    row = {name: 0 for name in ("Smiling", "Young", "Male", "Eyeglasses", "Blond_Hair", "Black_Hair", "Brown_Hair",
+                                "Gray_Hair")}
+    for change in ({}, {"Smiling": 1, "Male": 1}, {"Young": 1, "Black_Hair": 1, "Eyeglasses": 1}, {"Eyeglasses": 1}):
+        attrs = {**row, **change}
+        got = caption_attributes(celeba_caption(attrs))
+        assert all(got[k] == attrs[k] for k in got)
+        assert ("Blond_Hair" in got) == any(attrs[h] for h in ("Blond_Hair", "Black_Hair", "Brown_Hair", "Gray_Hair"))
+
+
+def test_classifier_rejects_wrong_image_size():
+    clf = ImageClassifier(ImageClassifierConfig(tuple("abc")))
+    with pytest.raises(ValueError, match=r"expected images \(B, 3, 32, 32\)"):
+        clf(torch.zeros(1, 3, 64, 64))
+
+
+@pytest.mark.parametrize("name", ["cifar10", "celeba"])
+def test_shipped_latent_models_load_and_sample(name):
+    if not pretrained.available(name):
+        pytest.skip(f"data/{name} not shipped yet")
+    model = pretrained.load(name)
+    assert model.latent and model.autoencoder is not None
+    prompt = "a photo of a cat" if name == "cifar10" else "a photo of a smiling young woman with blond hair"
+    with torch.no_grad():
+        x = generate(model, [prompt] * 2, steps=5, progress=False)
+    assert x.shape == (2, 3, 32, 32) and torch.isfinite(x).all()
