@@ -176,9 +176,12 @@ def attention_layers(model: nn.Module) -> list[Attention]:
 def attention_control(model: nn.Module, controller: Controller) -> Iterator[Controller]:
     """Set `controller` on every Attention layer of `model` inside the `with` block.
 
-    The previous controllers are restored on exit, even if the block raises.
+    Given a `DiffusionModel`, only its UNet is controlled (the text encoder's attention has no
+    timestep). The previous controllers are restored on exit, even if the block raises.
     Yields the controller, so `with attention_control(unet, Store()) as store:` works.
     """
+    if isinstance(getattr(model, "unet", None), nn.Module):
+        model = model.unet  # a DiffusionModel: only the UNet's layers see a timestep (not the text encoder's)
     layers = attention_layers(model)
     if not layers:
         raise ValueError(f"{type(model).__name__} has no Attention layers to control")
