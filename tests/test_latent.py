@@ -112,3 +112,32 @@ def test_shipped_latent_models_load_and_sample(name):
     with torch.no_grad():
         x = generate(model, [prompt] * 2, steps=5, progress=False)
     assert x.shape == (2, 3, 32, 32) and torch.isfinite(x).all()
+
+
+class FixedClassifier(ImageClassifier):
+    """Returns preset logits: a classifier whose answers the test controls."""
+
+    def __init__(self, cfg, logits):
+        super().__init__(cfg)
+        self.logits = logits
+
+    def forward(self, x):
+        return self.logits[: len(x)]
+
+
+def test_conditional_accuracy_counts_agreement_with_the_caption():
+    from minidiff.classifier import CELEBA_ATTRIBUTES
+    from minidiff.data import CIFAR10_CLASSES
+    from minidiff.experiments_latent import conditional_accuracy
+
+    logits = torch.full((3, 10), -5.0)
+    logits[0, 3], logits[1, 5], logits[2, 0] = 5.0, 5.0, 5.0  # cat, dog, airplane
+    clf = FixedClassifier(ImageClassifierConfig(CIFAR10_CLASSES), logits)
+    caps = ["a photo of a cat", "a photo of a cat", "a photo of a airplane"]
+    assert conditional_accuracy(clf, torch.zeros(3, 3, 32, 32), caps) == pytest.approx(2 / 3)
+    # CelebA: says smiling, not young, male, no glasses, black hair (logit sign = prediction)
+    signs = torch.tensor([[1, -1, 1, -1, -1, 1, -1, -1]], dtype=torch.float32)
+    clf = FixedClassifier(ImageClassifierConfig(CELEBA_ATTRIBUTES, "multilabel"), signs)
+    # caption states Smiling=1, Young=1, Male=1, Eyeglasses=0 and the four hair colours (black): 7 of 8 agree
+    acc = conditional_accuracy(clf, torch.zeros(1, 3, 32, 32), ["a photo of a smiling young man with black hair"])
+    assert acc == pytest.approx(7 / 8)

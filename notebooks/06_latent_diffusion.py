@@ -1,0 +1,209 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Lecture 6: Latent diffusion
+#
+# Rombach et al. (CVPR 2022), *High-Resolution Image Synthesis with Latent Diffusion Models*. Diffusion spends
+# most of its capacity on imperceptible detail. LDM first trains an autoencoder $x \mapsto z = E(x)$, $D(z) \approx x$
+# with a spatial downsampling factor $f$, then runs diffusion on $z$:
+#
+# $$L_{LDM} = \mathbb{E}_{E(x), c, \varepsilon, t}\ \| \varepsilon - \varepsilon_\theta(z_t, t, \tau_\theta(c)) \|^2,
+# \qquad z_t = \sqrt{\bar\alpha_t}\, z_0 + \sqrt{1 - \bar\alpha_t}\, \varepsilon .$$
+#
+# 1. Why latent space: the compute of one denoising step, measured.
+# 2. The KL-f4 autoencoder: reconstructions, PSNR/SSIM, and the latent scale factor.
+# 3. Cross-attention conditioning: $\tau_\theta$ (the text encoder) and the UNet's cross-attention.
+# 4. Sampling the shipped CIFAR-10 and CelebA latent models.
+# 5. Measuring sample quality honestly: the project's classifier, classifier-FID/KID, floor and ceiling rows.
+
+# %% tags=["parameters"]
+# FAST = True is the CI-sized run (about a minute on one CPU core). FAST = False: more samples and images.
+FAST = True
+
+# %%
+import time
+
+import matplotlib.pyplot as plt
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from minidiff import pretrained
+from minidiff.evaluate import generate
+from minidiff.experiments_latent import heldout, quality_table
+from minidiff.metrics import psnr, ssim
+from minidiff.nn.autoencoder import estimate_scale_factor
+from minidiff.nn.unet import UNet, UNetConfig
+from minidiff.viz import to_numpy_image
+
+N_IMAGES = 200 if FAST else 1000
+N_QUALITY = 100 if FAST else 500
+STEPS = 10 if FAST else 25
+t_start = time.time()
+
+
+def have(*names: str) -> bool:
+    missing = [n for n in names if not pretrained.available(n)]
+    if missing:
+        print(f"checkpoints {missing} are not in {pretrained.checkpoint_dir()}; this section is skipped")
+    return not missing
+
+
+def data_available(name: str) -> bool:
+    try:
+        heldout(name, 1)
+        return True
+    except (FileNotFoundError, ValueError) as e:
+        print(f"{name} data not found ({e}); this section is skipped")
+        return False
+
+
+def grid(images, titles=None, ncol=8, scale=1.3):
+    n = len(images)
+    nrow = (n + ncol - 1) // ncol
+    fig, ax = plt.subplots(nrow, ncol, figsize=(scale * ncol, scale * nrow * (1.3 if titles else 1)), squeeze=False)
+    for i, a in enumerate(ax.flat):
+        a.axis("off")
+        if i < n:
+            a.imshow(to_numpy_image(images[i]), interpolation="nearest")
+            if titles:
+                a.set_title(titles[i], fontsize=6)
+    plt.show()
+
+
+# %% [markdown]
+# ## 1. Why latent space: compute per step
+#
+# A UNet's cost grows with the number of pixels it convolves. With $f = 4$ a $3 \times 32 \times 32$ image becomes a
+# $4 \times 8 \times 8$ latent: 12x fewer values, 16x fewer positions. We count the FLOPs of one forward pass (matmuls
+# and convolutions, `torch.utils.flop_counter`) and time it, for the pixel-space `shapes_small` UNet and the latent
+# `latent_small` UNet that the CIFAR-10 and CelebA models use, side by side in this run.
+
+# %%
+def cost(cfg: UNetConfig, batch: int = 32, repeats: int = 3) -> tuple[float, float, int]:
+    unet = UNet(cfg).eval()
+    x = torch.randn(batch, cfg.in_channels, cfg.image_size, cfg.image_size)
+    t, ctx = torch.full((batch,), 500), torch.randn(batch, 24, 64)
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        unet(x[:1], t[:1], ctx[:1])
+    with torch.no_grad():
+        unet(x, t, ctx)
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            unet(x, t, ctx)
+    return fc.get_total_flops() / 1e6, (time.perf_counter() - t0) / repeats / batch * 1e3, sum(
+        p.numel() for p in unet.parameters())
+
+
+pixel, latent = cost(UNetConfig.shapes_small()), cost(UNetConfig.latent_small())
+print("| UNet | input | MFLOP / image | ms / image | parameters |\n|---|---|---|---|---|")
+print(f"| shapes_small (pixel) | 3x32x32 | {pixel[0]:.0f} | {pixel[1]:.2f} | {pixel[2]:,} |")
+print(f"| latent_small | 4x8x8 | {latent[0]:.0f} | {latent[1]:.2f} | {latent[2]:,} |")
+print(f"\nlatent / pixel: FLOPs {latent[0] / pixel[0]:.2f}, time {latent[1] / pixel[1]:.2f} "
+      "(and the latent model is the wider one)")
+
+# %% [markdown]
+# The autoencoder runs once per image (encode for training or inversion, decode at the end), the UNet once per
+# step: with 50 steps the latent pipeline's cost is dominated by its cheap steps.
+#
+# ## 2. The KL-f4 autoencoder and its scale factor
+#
+# $E$ outputs a Gaussian $q(z|x) = \mathcal N(\mu(x), \mathrm{diag}\, \sigma^2(x))$; training minimises
+# $\|x - D(z)\|_1 + \lambda\, \mathrm{KL}(q(z|x)\,\|\,\mathcal N(0, I))$ with a tiny $\lambda = 10^{-6}$, so the
+# latents keep an arbitrary scale. The forward process assumes data of unit scale ($x_T \approx \mathcal N(0, I)$
+# only if $z_0$ is not much larger), so LDM multiplies by a constant $s = 1/\mathrm{std}(z)$ (Stable Diffusion's
+# 0.18215) measured on training latents.
+
+# %%
+for name in ("cifar10", "celeba"):
+    if not (have(f"{name}_ae") and data_available(name)):
+        continue
+    ae = pretrained.load(f"{name}_ae")
+    x, _, _ = heldout(name, N_IMAGES)
+    with torch.no_grad():
+        mean = ae.encode(x).mean
+        rec = ae(x)
+    print(f"{name}: latent std {mean.std():.3f}, shipped scale factor {ae.scale_factor.item():.4f} "
+          f"(re-estimated on these held-out images: {estimate_scale_factor(ae, x):.4f}); scaled std "
+          f"{(ae.scale_factor * mean).std():.3f}")
+    print(f"  held-out reconstruction: PSNR {psnr(rec, x).mean():.2f} dB, SSIM {ssim(rec, x).mean():.3f} "
+          f"({len(x)} images); the LDM paper's KL-f4 reaches 27.5 dB on 256x256 ImageNet")
+    grid(torch.cat([x[:8], rec[:8]]), ["input"] * 8 + ["reconstruction"] * 8)
+
+# %% [markdown]
+# At 32x32 every pixel matters: a 4x8x8 latent holds 256 numbers for 3072 pixel values, so fine texture is lost
+# (the lecture's "perceptual compression" needs larger images before it is free).
+#
+# ## 3. Cross-attention conditioning
+#
+# The caption is tokenised (a word-level vocabulary built from the training captions; unknown words are errors),
+# encoded by a small transformer $\tau_\theta$ into token embeddings $(L, D)$, and read by every cross-attention
+# layer of the UNet: queries from the image features, keys and values from the tokens,
+# $\mathrm{softmax}(QK^\top/\sqrt d)\,V$ (lecture 5 edits exactly these maps).
+
+# %%
+if have("cifar10"):
+    model = pretrained.load("cifar10")
+    print("vocabulary:", model.tokenizer.words)
+    print("text encoder:", model.text_encoder.cfg, "| UNet cross-attention layers:",
+          [m.layer_name for m in model.unet.modules() if getattr(m, "kind", None) == "cross"])
+    try:
+        model.encode_text(["a photo of a unicorn"])
+    except ValueError as e:
+        print("ValueError:", e)
+
+# %% [markdown]
+# ## 4. Sampling the shipped models
+#
+# `generate` runs DDIM with classifier-free guidance on latents and decodes them with the attached autoencoder.
+
+# %%
+prompts = {"cifar10": [f"a photo of a {c}" for c in ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
+                                                     "horse", "ship", "truck")],
+           "celeba": ["a photo of a smiling young woman with blond hair", "a photo of a man with black hair",
+                      "a photo of a young man with brown hair", "a photo of a woman with eyeglasses",
+                      "a photo of a smiling man with gray hair"]}
+for name, ps in prompts.items():
+    if not have(name):
+        continue
+    model = pretrained.load(name)
+    x = generate(model, [p for p in ps for _ in range(2)], guidance=3.0, steps=STEPS, progress=False)
+    grid(x, [p.removeprefix("a photo of a ") for p in ps for _ in range(2)], ncol=10)
+
+# %% [markdown]
+# ## 5. Measuring sample quality honestly
+#
+# No Inception network is available offline, so the project trains its own classifier on each data set
+# (`python -m minidiff train --task classifier`) and measures samples in *its* feature space: accuracy of the
+# conditional samples (does a "cat" sample look like a cat to the classifier?), and the Frechet and kernel distances
+# between the features of samples and of held-out images. These are **classifier-FID** and **classifier-KID**, not
+# FID: the numbers are only comparable with each other. Two reference rows bracket a model: real training images
+# (the floor, what a perfect generator would get with this many images) and an untrained model (the ceiling).
+
+# %%
+for name in ("cifar10", "celeba"):
+    if have(name, f"{name}_classifier") and data_available(name):
+        quality_table(name, f"{name}_classifier", n=N_QUALITY, steps=STEPS)
+
+# %% [markdown]
+# ## Exercises
+#
+# 1. Train the autoencoder with `--kl-weight 1e-3` and compare its latent std, reconstruction PSNR and the scale
+#    factor. What happens to sampling if you forget the scale factor?
+# 2. Estimate the compute of sampling 1000 images with 50 steps in pixel and latent space, including one encoder
+#    and one decoder pass per image. At what image size does the autoencoder stop being negligible?
+# 3. Why does classifier-FID of real training vs held-out images not equal 0? How does it change with n?
+
+# %%
+print(f"notebook ran in {time.time() - t_start:.0f} s")
