@@ -263,11 +263,32 @@ def _loss(model: DiffusionModel, x0: Tensor, tok: Tensor, null_tok: Tensor, p_un
     return L_simple(model, model.schedule, x0[part], context=context, t=t[part], eps=eps[part]).mean()
 
 
+def _cached_latents(ae, images: Tensor, out: Path) -> Tensor:
+    """encode_latents, kept in OUT/latents.safetensors (keyed by the autoencoder's sha256 and the
+    number of images) so that a resumed run does not re-encode the whole data set."""
+    from safetensors.torch import load_file, save_file
+
+    path = out / "latents.safetensors"
+    key = f"{ae.sha256}:{len(images)}"
+    if path.exists():
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            if (f.metadata() or {}).get("key") == key:
+                return load_file(str(path))["z0"]
+    z = encode_latents(ae, images)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / ".latents.safetensors.tmp"
+    save_file({"z0": z.contiguous()}, str(tmp), metadata={"key": key})
+    os.replace(tmp, path)
+    return z
+
+
 def _diffusion_task(cfg: TrainConfig, images: Tensor, captions: list[str]):
     ae = load_autoencoder(cfg.autoencoder) if cfg.autoencoder else None
     model = build_model(cfg, captions, ae)
     if ae is not None:
-        images = encode_latents(ae, images)  # (N, C, h, w): the UNet's data x_0 is now z_0
+        images = _cached_latents(ae, images, Path(cfg.out))  # (N, C, h, w): the UNet's data x_0 is now z_0
     tokens = model.tokenizer.encode(captions)  # (N, L)
     null_tokens = model.tokenizer.encode([""])  # (1, L)
 
