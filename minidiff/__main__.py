@@ -150,7 +150,12 @@ def _bench(a) -> int:
             experiments_p2p.null_text_table(model, n=a.n or 16, ws=tuple(a.guidance or (3.0, 7.5)),
                                             steps=(a.steps or [50])[0], seed=a.seed)
         return 0
-    images, captions = shapes_tensors(a.n or 64, seed=a.seed, split="test")
+    if model.data.get("name", "shapes") == "shapes":
+        images, captions = shapes_tensors(a.n or 64, seed=a.seed, split="test")
+    else:  # CIFAR-10 / CelebA models: held-out images of their data set
+        from .experiments_latent import heldout
+
+        images, captions, _ = heldout(model.data["name"], a.n or 64, model.data["image_size"])
     if a.what == "ddim-roundtrip":
         experiments.ddim_roundtrip_table(model, images, captions, steps_list=tuple(a.steps or (10, 20, 50, 100, 200,
                                                                                              500, 1000)))

@@ -44,15 +44,19 @@ def _context(model, captions: list[str] | None, n: int) -> Tensor | None:
 
 def _roundtrip(model, images: Tensor, captions: list[str] | None, steps: int, w: float | None, spacing: str,
                batch: int) -> Tensor:
-    """Per-image reconstruction MSE of ddim_sample(ddim_invert(x0)), optionally both under CFG with scale w."""
+    """Per-image reconstruction MSE of ddim_sample(ddim_invert(x0)), optionally both under CFG with scale w.
+    A latent model inverts `model.encode(x0)` and is scored on `model.decode` of its reconstruction."""
     sched, out = model.schedule, []
+    latent = getattr(model, "latent", False)
     for i in range(0, len(images), batch):
         x0 = images[i:i + batch]
+        z0 = model.encode(x0) if latent else x0
         ctx = _context(model, None if captions is None else captions[i:i + batch], len(x0))
         guidance = None if w is None else (model.null_context(1), w)
         eps = model if w is None else classifier_free_guidance(model, guidance[0], w)
-        x_T = ddim_invert(model, sched, x0, steps, ctx, guidance=guidance, spacing=spacing)
-        out.append(reconstruction_mse(ddim_sample(eps, sched, x_T, steps, context=ctx, spacing=spacing), x0))
+        z_T = ddim_invert(model, sched, z0, steps, ctx, guidance=guidance, spacing=spacing)
+        z = ddim_sample(eps, sched, z_T, steps, context=ctx, spacing=spacing)
+        out.append(reconstruction_mse(model.decode(z) if latent else z, x0))
     return torch.cat(out)
 
 
@@ -69,9 +73,14 @@ def ddim_roundtrip_table(model, images: Tensor, captions: list[str] | None = Non
     """Mean reconstruction MSE ([0, 1] pixels) of DDIM inversion + DDIM sampling (eta = 0) per step count.
 
     images: (N, C, H, W) in [-1, 1]; captions: prompts to invert under (None: the null context on a
-    conditional model). Rows: {"steps", "mse", "se" (standard error over images), "ddim_paper_cifar10"}.
+    conditional model). A latent model works on `model.encode(images)` and is scored in pixel space after
+    `model.decode`, with a first row for the autoencoder alone (the floor).
+    Rows: {"steps", "mse", "se" (standard error over images), "ddim_paper_cifar10"}.
     """
     rows = []
+    if getattr(model, "latent", False):  # the autoencoder alone: the floor of every latent round trip
+        mse = torch.cat([reconstruction_mse(model.decode(model.encode(x)), x) for x in images.split(batch)])
+        rows.append({"steps": "AE floor", "mse": mse.mean().item(), "se": _se(mse), "ddim_paper_cifar10": None})
     for steps in steps_list:
         mse = _roundtrip(model, images, captions, steps, None, spacing, batch)
         rows.append({"steps": steps, "mse": mse.mean().item(), "se": _se(mse),
