@@ -206,8 +206,8 @@ class LocalBlend:
         m_g = threshold( minmax( maxpool3x3( sum_{w in words_g} M_w ) ) ) for source and target,
         mask = m_source OR m_target,    x*_t <- x_t + mask * (x*_t - x_t)
 
-    M_w are the cross-attention maps at `resolution` (default: the largest attention
-    resolution of the UNet config, so never hard-coded) summed over all steps so far,
+    M_w are the cross-attention maps at `resolution` (`LocalBlend.for_model` takes the largest
+    attention resolution of the model's UNet config; never hard-coded) summed over all steps so far,
     upsampled to x_t's size. Applied after each step from `start` (fraction of steps) on.
     `source_words[g]` / `target_words[g]` are the words of pair g whose maps make the mask
     (an empty list: that row's mask is the whole image, so the pair is not blended).
@@ -232,6 +232,13 @@ class LocalBlend:
         self.G, self.resolution, self.threshold, self.start = len(sources), resolution, threshold, start
         self.store = AttentionStore(2 * len(sources))
         self.last_mask: Tensor | None = None
+
+    @classmethod
+    def for_model(cls, model, sources: list[str], targets: list[str], source_words: list[list[str]],
+                  target_words: list[list[str]], **kwargs) -> LocalBlend:
+        """A LocalBlend at the largest cross-attention resolution of `model.unet.cfg`."""
+        return cls(model.tokenizer, sources, targets, source_words, target_words,
+                   resolution=max(model.unet.cfg.attention_resolutions), **kwargs)
 
     def observe(self, probs: Tensor, info: AttentionInfo) -> None:
         if info.kind == "cross" and info.resolution[0] == self.resolution:
