@@ -50,3 +50,19 @@ def _wrap(text: str, width: int) -> str:
             line = f"{line} {w}".strip()
     return "\n".join([*lines, line])
 
+
+
+def attention_figure(image: Tensor | None, words: list[str], maps: Tensor, scale: float = 1.5):
+    """Per-word cross-attention heat maps (n_words, r, r) beside the image (3, H, W) they belong to."""
+    n = len(words) + (image is not None)
+    fig, axes = plt.subplots(1, n, figsize=(scale * n, scale * 1.3), squeeze=False)
+    axes = list(axes[0])
+    if image is not None:
+        axes.pop(0).imshow(to_numpy_image(image), interpolation="nearest")
+    for ax, word, m in zip(axes, words, maps, strict=True):
+        ax.imshow(m.detach().float().cpu().numpy(), cmap="magma")
+        ax.set_title(word, fontsize=8)
+    for ax in fig.axes:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig

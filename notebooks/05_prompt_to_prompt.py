@@ -62,7 +62,7 @@ from minidiff.samplers import classifier_free_guidance, ddim_sample
 from minidiff.schedule import timesteps
 from minidiff.shapes import Scene, ShapeObject
 from minidiff.shapes_check import check
-from minidiff.viz import to_numpy_image
+from minidiff.viz import attention_figure, to_numpy_image
 
 STEPS = 20 if FAST else 50
 N_BENCH = 3 if FAST else 30
@@ -101,13 +101,7 @@ x_src, _ = p2p_sample(model, ctrl, x_T, guidance=W)
 print("resolutions with cross-attention:", store.resolutions(), "| each row sums to",
       store.maps(16).sum(-1).mean().item())
 words, maps = word_maps(store, tok, src)
-fig, ax = plt.subplots(1, len(words) + 1, figsize=(1.5 * (len(words) + 1), 1.9))
-ax[0].imshow(to_numpy_image(x_src[0]), interpolation="nearest")
-for a, w, m in zip(ax[1:], words, maps, strict=True):
-    a.imshow(m, cmap="magma")
-    a.set_title(w, fontsize=8)
-for a in ax:
-    a.axis("off")
+attention_figure(x_src[0], words, maps)
 plt.show()
 print("the checker says the sample shows the prompt:", check(x_src[0], src)["correct"])
 
