@@ -8,6 +8,10 @@
   space. Two reference rows bracket the model: real training images vs the held-out set (the
   floor: what a perfect model would score with this many images) and samples of a freshly
   initialised model of the same architecture (the ceiling).
+
+KID's kernel (x . y / D + 1)^3 assumes features of order one; the classifier's max-pooled ReLU
+features are not, so both feature sets are standardised per dimension by the held-out set's mean
+and std before KID (FID is computed on the raw features, as usual).
 """
 
 from __future__ import annotations
@@ -92,7 +96,8 @@ def quality_table(checkpoint: str, classifier: str, n: int = 500, guidance: floa
 
     def add(name: str, x: Tensor, caps: list[str], seconds: float = 0.0) -> None:
         f = features(clf, x)
-        kid, kid_std = kernel_distance(f, f_test, subset_size=min(500, n // 2))
+        mu, sd = f_test.mean(0), f_test.std(0).clamp_min(1e-8)  # KID on standardised features (see module doc)
+        kid, kid_std = kernel_distance((f - mu) / sd, (f_test - mu) / sd, subset_size=min(500, n // 2))
         rows.append({"row": name, "accuracy": conditional_accuracy(clf, x, caps), "fid": feature_fid(f, f_test),
                      "kid": kid, "kid_std": kid_std, "seconds": seconds})
 
