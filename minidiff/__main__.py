@@ -52,9 +52,11 @@ def main(argv: list[str] | None = None) -> int:
                        "reconstruction PSNR of DDIM vs null-text inversion under guidance; autoencoder: held-out "
                        "reconstruction PSNR/SSIM of the shipped autoencoders; quality: classifier accuracy, "
                        "classifier-FID and -KID of a latent model's samples (e.g. --checkpoint cifar10 --classifier "
-                       "cifar10_classifier).")
+                       "cifar10_classifier); edict: EDICT vs DDIM reconstruction (the EDICT paper's Table 1; "
+                       "latent models "
+                       "add the autoencoder floor; --float64 for 200 steps).")
     b.add_argument("what", choices=["prompt-accuracy", "ddim-roundtrip", "cfg-inversion", "eta-grid",
-                                    "classifier-guidance", "edit", "null-text", "autoencoder", "quality"])
+                                    "classifier-guidance", "edit", "null-text", "autoencoder", "quality", "edict"])
     b.add_argument("--checkpoint", default="shapes")
     b.add_argument("--n", type=int, default=None, help="number of prompts / images (a default per table)")
     b.add_argument("--guidance", type=float, nargs="+", default=None, help="CFG scale(s) w")
@@ -64,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--scales", type=float, nargs="+", default=[0.0, 1.0, 3.0, 10.0])
     b.add_argument("--prompt", default="a red circle on the left on a gray background")
     b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--float64", action="store_true", help="edict: run model and images in float64")
     b.add_argument("--out", default="out")
     c = sub.add_parser("train-classifier", help="train the noise-conditional shapes classifier for classifier guidance")
     c.add_argument("--checkpoint", default="shapes", help="the diffusion model whose schedule the classifier uses")
@@ -162,6 +165,13 @@ def _bench(a) -> int:
     elif a.what == "cfg-inversion":
         experiments.cfg_inversion_table(model, images, captions, ws=tuple(a.guidance or (1.0, 3.0, 7.5)),
                                         steps=(a.steps or [50])[0])
+    elif a.what == "edict":
+        from .experiments_edict import edict_table
+
+        dtype = torch.float64 if a.float64 else torch.float32
+        ae = model.autoencoder.to(dtype) if model.latent else None
+        edict_table(model.to(dtype), images.to(dtype), captions, steps_list=tuple(a.steps or (50, 100, 200)), ae=ae,
+                    guidance_w=(a.guidance or [3.0])[0])
     elif a.what == "eta-grid":
         experiments.eta_steps_grid(model, a.prompt, steps=tuple(a.steps or (10, 20, 50, 100)), seed=a.seed,
                                    guidance=(a.guidance or [3.0])[0], path=out / "eta_steps_grid.png")
