@@ -158,7 +158,7 @@ def _bench(a) -> int:
     else:  # CIFAR-10 / CelebA models: held-out images of their data set
         from .experiments_latent import heldout
 
-        images, captions, _ = heldout(model.data["name"], a.n or 64, model.data["image_size"])
+        images, captions = heldout(model.data["name"], a.n or 64, model.data["image_size"])
     if a.what == "ddim-roundtrip":
         experiments.ddim_roundtrip_table(model, images, captions, steps_list=tuple(a.steps or (10, 20, 50, 100, 200,
                                                                                              500, 1000)))

@@ -77,7 +77,7 @@ def editing_figure(out: Path, steps: int = 50, w: float = 3.0) -> dict | None:
     """Invert, show attention maps, edit with P2P and EDICT, score against rendered targets; None if no model."""
     from . import pretrained
     from .edict import edict_edit
-    from .experiments_p2p import _p2p, make_cases, score
+    from .experiments_p2p import make_cases, p2p_word_swaps, score
     from .inversion import null_text_invert, null_text_sample
     from .metrics import psnr
     from .p2p import AttentionEdit, AttentionStore, p2p_sample, word_maps
@@ -102,7 +102,7 @@ def editing_figure(out: Path, steps: int = 50, w: float = 3.0) -> dict | None:
         x_T = inv.x_T.expand(3, -1, -1, -1)
         nulls = inv.null_embeddings.expand(-1, 3, -1, -1)
         print("P2P word swaps (colour + local blend, shape, background)")
-        edits = _p2p(model, cases, x_T, w, steps, blend=True, null=nulls)
+        edits = p2p_word_swaps(model, cases, x_T, w, steps, blend=True, null=nulls)
         print("EDICT edit (colour)")
         edict = edict_edit(model, model.schedule, x0, ctx, model.encode_text(cases.target_caption[:1]), steps,
                            guidance=(null, w))[0]

@@ -31,11 +31,11 @@ LDM_F4_KL_PSNR = 27.5  # Rombach et al. 2022, Table 8: KL-regularised f = 4 auto
 
 
 def heldout(dataset: str, n: int | None = None, image_size: int = 32, root: str | None = None):
-    """(images (n, 3, s, s) in [-1, 1], captions, dataset) of the test split."""
+    """(images (n, 3, s, s) in [-1, 1], captions) of n evenly spaced test-split items."""
     ds = load_dataset(dataset, "test", root=root, image_size=image_size)
     k = len(ds) if n is None else min(n, len(ds))
     idx = torch.linspace(0, len(ds) - 1, k).long()
-    return to_float(ds.images[idx]), [ds.captions[i] for i in idx.tolist()], ds
+    return to_float(ds.images[idx]), [ds.captions[i] for i in idx.tolist()]
 
 
 @torch.no_grad()
@@ -51,7 +51,7 @@ def autoencoder_table(names: tuple[str, ...] = ("cifar10_ae", "celeba_ae"), n: i
         ae = pretrained.load(name)
         dataset = ae.info.get("train_config", {}).get("dataset", name.removesuffix("_ae"))
         size = ae.info.get("train_config", {}).get("image_size", 32)
-        x, _, _ = heldout(dataset, n, size)
+        x, _ = heldout(dataset, n, size)
         rec = torch.cat([ae(x[i:i + 250]) for i in range(0, len(x), 250)])
         p, s = psnr(rec, x), ssim(rec, x)
         rows.append({"row": f"{name} ({dataset} test, {len(x)} images, {size}x{size})", "psnr": p.mean().item(),
@@ -87,7 +87,7 @@ def quality_table(checkpoint: str, classifier: str, n: int = 500, guidance: floa
 
     model, clf = pretrained.load(checkpoint), pretrained.load(classifier)
     dataset = model.data["name"]
-    x_test, captions, _ = heldout(dataset, n, model.data["image_size"])
+    x_test, captions = heldout(dataset, n, model.data["image_size"])
     f_test = features(clf, x_test)
     train = load_dataset(dataset, "train", image_size=model.data["image_size"])
     idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:n]

@@ -115,7 +115,7 @@ P2P_SETTINGS = {"colour": dict(word=0.8, self_steps=0.4, blend=True),
                 "background": dict(word=0.8, self_steps=0.4, blend=False)}
 
 
-def _p2p(model, cases: EditCases, x_T: Tensor, w: float, steps: int, blend: bool, null: Tensor | None = None,
+def p2p_word_swaps(model, cases: EditCases, x_T: Tensor, w: float, steps: int, blend: bool, null: Tensor | None = None,
          ) -> Tensor:
     """P2P word swap of every case, one controller per edit kind (P2P_SETTINGS); returns the targets."""
     out = torch.empty_like(x_T)
@@ -167,10 +167,10 @@ def edit_methods(model, cases: EditCases, w: float = 3.0, steps: int = 50, seed:
         "SDEdit t0 = 0.5 T": lambda: sdedit(guided, sched, x0, T // 2, steps, tgt_ctx, generator=g),
         "SDEdit t0 = 0.75 T": lambda: sdedit(guided, sched, x0, 3 * T // 4, steps, tgt_ctx, generator=g),
         "DDIM inversion, target prompt": lambda: ddim_sample(guided, sched, ddim_xT(), steps, context=tgt_ctx),
-        "DDIM inversion + P2P": lambda: _p2p(model, cases, ddim_xT(), w, steps, blend=False),
-        "DDIM inversion + P2P + local blend": lambda: _p2p(model, cases, ddim_xT(), w, steps, blend=True),
-        "null-text inversion + P2P + local blend": lambda: _p2p(model, cases, nti().x_T, w, steps, blend=True,
-                                                                null=nti().null_embeddings),
+        "DDIM inversion + P2P": lambda: p2p_word_swaps(model, cases, ddim_xT(), w, steps, blend=False),
+        "DDIM inversion + P2P + local blend": lambda: p2p_word_swaps(model, cases, ddim_xT(), w, steps, blend=True),
+        "null-text inversion + P2P + local blend": lambda: p2p_word_swaps(model, cases, nti().x_T, w, steps,
+                                                                          blend=True, null=nti().null_embeddings),
         f"EDICT (p = 0.93, strength 0.8, {max(steps, 50)} steps)": lambda: edict_edit(
             model, sched, x0, src_ctx, tgt_ctx, max(steps, 50), guidance=(null, w))[0],
     }
@@ -179,9 +179,9 @@ def edit_methods(model, cases: EditCases, w: float = 3.0, steps: int = 50, seed:
         if methods is not None and name not in methods:
             continue
         t0 = time.perf_counter()
-        with torch.no_grad() if "null-text" not in name else torch.enable_grad():
+        with torch.no_grad():
             x = run()
-        out[name] = (x.detach(), time.perf_counter() - t0)
+        out[name] = (x, time.perf_counter() - t0)
     return out
 
 
@@ -216,10 +216,9 @@ def _figure(cases: EditCases, results: dict[str, tuple[Tensor, float]], path: st
 
     cols = {"source": cases.source, "target (rendered)": cases.target, **{m: x for m, (x, _) in results.items()}}
     images = torch.cat([torch.stack([x[i] for x in cols.values()]) for i in range(k)])
-    titles = [f"{name}" if i == 0 else "" for i in range(k) for name in cols]
-    titles[: len(cols)] = list(cols)
-    for i in range(k):
-        titles[i * len(cols)] = (titles[i * len(cols)] + "\n" if i == 0 else "") + cases.target_caption[i]
+    titles = [name if i == 0 else "" for i in range(k) for name in cols]  # column names on the first row
+    for i in range(k):  # the first image of each row is titled with its edit
+        titles[i * len(cols)] = ("source\n" if i == 0 else "") + cases.target_caption[i]
     print(f"saved {save_grid(images, path, titles=titles, ncol=len(cols))}")
 
 

@@ -165,7 +165,8 @@ def null_text_invert(eps_model: EpsModel, sched: Schedule, x0: Tensor, context: 
     x0: (B, ...); context: (B, L, D) the source prompt; null_context: (1 or B, L, D), the encoded "".
     Each image gets its own embedding; the losses are summed over the batch (so each image's
     gradient is its own) and the early stop waits for the slowest image. The model's weights
-    are not trained (gradients are taken w.r.t. the embeddings only).
+    are not trained (gradients are taken w.r.t. the embeddings only); gradients are enabled inside,
+    so it may be called under `torch.no_grad()`.
     """
     grid = timesteps(sched.T, steps, spacing) if grid is None else check_grid(grid, sched.T)
     S, B = len(grid) - 1, x0.shape[0]
@@ -184,17 +185,16 @@ def null_text_invert(eps_model: EpsModel, sched: Schedule, x0: Tensor, context: 
         opt = torch.optim.Adam([null], lr=lr * (1 - i / (2 * S)))
         threshold = early_stop + 2e-5 * i * 50 / S
         used = 0
-        for _ in range(inner_steps):
-            used += 1
-            eps_u = eps_model(x, t, null)
-            x_prev = ddim_step(sched, x, eps_u + w * (eps_c - eps_u), t_int, t_prev)
-            per_image = F.mse_loss(x_prev, target, reduction="none").flatten(1).mean(1)  # (B,)
-            opt.zero_grad()
-            (grad,) = torch.autograd.grad(per_image.sum(), [null])
-            null.grad = grad
-            opt.step()
-            if per_image.max().item() < threshold:
-                break
+        with torch.enable_grad():  # works inside a caller's torch.no_grad()
+            for _ in range(inner_steps):
+                used += 1
+                eps_u = eps_model(x, t, null)
+                x_prev = ddim_step(sched, x, eps_u + w * (eps_c - eps_u), t_int, t_prev)
+                per_image = F.mse_loss(x_prev, target, reduction="none").flatten(1).mean(1)  # (B,)
+                (null.grad,) = torch.autograd.grad(per_image.sum(), [null])
+                opt.step()
+                if per_image.max().item() < threshold:
+                    break
         losses.append(per_image.max().item())
         iters.append(used)
         null = null.detach()

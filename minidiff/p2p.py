@@ -75,6 +75,15 @@ def window_mask(w: Window, n_steps: int, what: str = "window") -> Tensor:
     return (i >= int(start * n_steps)) & (i < int(end * n_steps))
 
 
+def word_columns(tokenizer: Tokenizer, prompts: list[str], word: str, what: str) -> list[list[int]]:
+    """Token indices of `word` in each prompt (empty where it does not occur); a word that occurs in
+    no prompt is an error naming `what` asked for it."""
+    cols = [[i for x, i in tokenizer.word_positions(p) if x == word.lower()] for p in prompts]
+    if not any(cols):
+        raise ValueError(f"{what} names the word {word!r}, which is in no target prompt {prompts}")
+    return cols
+
+
 def cross_alphas(tokenizer: Tokenizer, targets: list[str], cross_steps: Window | dict[str, Window],
                  n_steps: int) -> Tensor:
     """alpha[i, g, j] in {0, 1}: inject the source's maps into target g's token j at step i.
@@ -88,13 +97,9 @@ def cross_alphas(tokenizer: Tokenizer, targets: list[str], cross_steps: Window |
     alpha = window_mask(default, n_steps, "cross_steps")[:, None, None].float()
     alpha = alpha.repeat(1, len(targets), tokenizer.max_len)  # (n_steps, G, L)
     for word, w in per_word.items():
-        hits = 0
-        for g, prompt in enumerate(targets):
-            idx = [i for x, i in tokenizer.word_positions(prompt) if x == word.lower()]
-            alpha[:, g, idx] = window_mask(w, n_steps, f"cross_steps[{word!r}]")[:, None].float()
-            hits += len(idx)
-        if not hits:
-            raise ValueError(f"cross_steps names the word {word!r}, which is in no target prompt {targets}")
+        mask = window_mask(w, n_steps, f"cross_steps[{word!r}]")[:, None].float()
+        for g, idx in enumerate(word_columns(tokenizer, targets, word, "cross_steps")):
+            alpha[:, g, idx] = mask
     return alpha
 
 
@@ -161,7 +166,6 @@ class AttentionStore(AttentionController):
         self.keep_self = self_attention
         self.sums: dict[tuple[str, int], Tensor] = {}  # (kind, resolution) -> (n, HW, N_k) summed
         self.counts: dict[tuple[str, int], int] = {}
-        self.steps: set[int] = set()
 
     def observe(self, probs: Tensor, info: AttentionInfo) -> None:
         if info.kind == "self" and not self.keep_self:
@@ -170,7 +174,6 @@ class AttentionStore(AttentionController):
         key = (info.kind, info.resolution[0])
         self.sums[key] = self.sums.get(key, 0) + rows.detach().float()
         self.counts[key] = self.counts.get(key, 0) + 1
-        self.steps.add(int(info.t[0]))
 
     def __call__(self, probs: Tensor, info: AttentionInfo) -> Tensor:
         self.observe(probs, info)
@@ -389,13 +392,8 @@ class Reweight(AttentionEdit):
         super().__init__(tokenizer, sources, targets, grid, **kwargs)
         self.equalizer = torch.ones(self.G, tokenizer.max_len)  # (G, L)
         for word, c in weights.items():
-            hits = 0
-            for g, prompt in enumerate(self.targets):
-                idx = [i for x, i in tokenizer.word_positions(prompt) if x == word.lower()]
+            for g, idx in enumerate(word_columns(tokenizer, self.targets, word, "re-weighting")):
                 self.equalizer[g, idx] = float(c)
-                hits += len(idx)
-            if not hits:
-                raise ValueError(f"re-weighted word {word!r} is in no target prompt {self.targets}")
         if base_edit is not None and base_edit.prompts != self.prompts:
             raise ValueError("base_edit must be built for the same source and target prompts")
         self.base_edit = base_edit
@@ -430,6 +428,7 @@ def p2p_sample(model, controller: AttentionEdit, x_T: Tensor, guidance: float = 
     if null_embeddings is not None and null_embeddings.shape[:2] != (S, G):
         raise ValueError(f"null_embeddings must be (steps={S}, pairs={G}, L, D), got {tuple(null_embeddings.shape)}")
     context = model.encode_text(controller.prompts)  # (2G, L, D)
+    default_null = model.null_context(2 * G) if null_embeddings is None else None  # encoded once, not per step
     x = torch.cat([x_T, x_T])  # (2G, C, h, w)
     steps = list(zip(grid[:-1].tolist(), grid[1:].tolist(), strict=True))
     with attention_control(model.unet, controller):
@@ -438,7 +437,7 @@ def p2p_sample(model, controller: AttentionEdit, x_T: Tensor, guidance: float = 
             if guidance == 1.0:
                 eps = model(x, t, context)
             else:
-                null = model.null_context(2 * G) if null_embeddings is None else null_embeddings[i].repeat(2, 1, 1)
+                null = default_null if null_embeddings is None else null_embeddings[i].repeat(2, 1, 1)
                 eps_u, eps_c = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([null, context])).chunk(2)
                 eps = eps_u + guidance * (eps_c - eps_u)
             x_prev = controller.after_step(ddim_step(model.schedule, x, eps, t_int, t_prev), i)

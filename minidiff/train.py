@@ -266,21 +266,14 @@ def _loss(model: DiffusionModel, x0: Tensor, tok: Tensor, null_tok: Tensor, p_un
 def _cached_latents(ae, images: Tensor, out: Path) -> Tensor:
     """encode_latents, kept in OUT/latents.safetensors (keyed by the autoencoder's sha256 and the
     number of images) so that a resumed run does not re-encode the whole data set."""
-    from safetensors.torch import load_file, save_file
-
     path = out / "latents.safetensors"
     key = f"{ae.sha256}:{len(images)}"
     if path.exists():
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as f:
-            if (f.metadata() or {}).get("key") == key:
-                return load_file(str(path))["z0"]
+        tensors, state = load_train_state(path)
+        if state.get("key") == key:
+            return tensors["z0"]
     z = encode_latents(ae, images)
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / ".latents.safetensors.tmp"
-    save_file({"z0": z.contiguous()}, str(tmp), metadata={"key": key})
-    os.replace(tmp, path)
+    save_train_state(path, {"z0": z}, {"key": key})  # atomic, like every checkpoint
     return z
 
 
@@ -337,20 +330,19 @@ def _classifier_task(cfg: TrainConfig, images: Tensor, captions: list[str]):
     )
     from .data import CIFAR10_CLASSES, load_dataset, to_float
 
-    def labelled(split: str) -> tuple[Tensor, Tensor]:
-        ds = load_dataset(cfg.dataset, split, root=cfg.data_root, image_size=cfg.image_size)
+    def targets(ds) -> Tensor:
         if cfg.dataset == "cifar10":
-            return to_float(ds.images), ds.extras["label"]
-        return to_float(ds.images), celeba_targets(ds.extras["attributes"], ds.attribute_names)
+            return ds.extras["label"]
+        return celeba_targets(ds.extras["attributes"], ds.attribute_names)
 
     if cfg.dataset not in ("cifar10", "celeba"):
         raise ValueError(f"the classifier task trains on cifar10 or celeba, not {cfg.dataset!r}")
-    x_train, y_train = labelled("train")
-    x_test, y_test = labelled("test")
+    x_train = images  # training_data's images: the same train split, already in [-1, 1]
+    y_train = targets(load_dataset(cfg.dataset, "train", root=cfg.data_root, image_size=cfg.image_size))
+    test = load_dataset(cfg.dataset, "test", root=cfg.data_root, image_size=cfg.image_size)
+    x_test, y_test = to_float(test.images), targets(test)
     labels, kind = ((CIFAR10_CLASSES, "multiclass") if cfg.dataset == "cifar10" else (CELEBA_ATTRIBUTES, "multilabel"))
     model = ImageClassifier(ImageClassifierConfig(labels, kind, cfg.classifier_width, cfg.image_size, cfg.dataset))
-    if len(x_train) != len(images):
-        raise ValueError("classifier data and training images disagree")
 
     def batch_loss(idx: Tensor, gen: torch.Generator, part: slice) -> Tensor:
         x = augment(x_train[idx], gen)

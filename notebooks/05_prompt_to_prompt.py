@@ -62,7 +62,7 @@ from minidiff.samplers import classifier_free_guidance, ddim_sample
 from minidiff.schedule import timesteps
 from minidiff.shapes import Scene, ShapeObject
 from minidiff.shapes_check import check
-from minidiff.viz import attention_figure, to_numpy_image
+from minidiff.viz import attention_figure, image_grid, to_numpy_image
 
 STEPS = 20 if FAST else 50
 N_BENCH = 3 if FAST else 30
@@ -75,12 +75,8 @@ grid = timesteps(sched.T, STEPS)
 x_T = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(7))  # a seed the model draws right
 
 
-def show(images, titles, scale=2.0):
-    fig, ax = plt.subplots(1, len(images), figsize=(scale * len(images), scale * 1.25), squeeze=False)
-    for a, img, title in zip(ax[0], images, titles, strict=True):
-        a.imshow(to_numpy_image(img), interpolation="nearest")
-        a.set_title(title, fontsize=7)
-        a.axis("off")
+def show(images, titles):
+    image_grid(torch.stack(list(images)), titles, ncol=len(images), scale=2.0)
     plt.show()
 
 

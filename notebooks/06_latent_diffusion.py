@@ -45,7 +45,7 @@ from minidiff.experiments_latent import heldout, quality_table
 from minidiff.metrics import psnr, ssim
 from minidiff.nn.autoencoder import estimate_scale_factor
 from minidiff.nn.unet import UNet, UNetConfig
-from minidiff.viz import to_numpy_image
+from minidiff.viz import image_grid
 
 N_IMAGES = 200 if FAST else 1000
 N_QUALITY = 100 if FAST else 500
@@ -69,16 +69,8 @@ def data_available(name: str) -> bool:
         return False
 
 
-def grid(images, titles=None, ncol=8, scale=1.3):
-    n = len(images)
-    nrow = (n + ncol - 1) // ncol
-    fig, ax = plt.subplots(nrow, ncol, figsize=(scale * ncol, scale * nrow * (1.3 if titles else 1)), squeeze=False)
-    for i, a in enumerate(ax.flat):
-        a.axis("off")
-        if i < n:
-            a.imshow(to_numpy_image(images[i]), interpolation="nearest")
-            if titles:
-                a.set_title(titles[i], fontsize=6)
+def grid(images, titles=None, ncol=8):
+    image_grid(images, titles, ncol=ncol, scale=1.3)
     plt.show()
 
 
@@ -130,7 +122,7 @@ for name in ("cifar10", "celeba"):
     if not (have(f"{name}_ae") and data_available(name)):
         continue
     ae = pretrained.load(f"{name}_ae")
-    x, _, _ = heldout(name, N_IMAGES)
+    x, _ = heldout(name, N_IMAGES)
     with torch.no_grad():
         mean = ae.encode(x).mean
         rec = ae(x)

@@ -12,6 +12,7 @@ import torch
 
 from minidiff import pretrained
 from minidiff.inversion import ddim_invert, null_text_invert, null_text_sample
+from minidiff.metrics import psnr
 from minidiff.nn.attention import AttentionInfo
 from minidiff.p2p import (
     AttentionEdit,
@@ -194,10 +195,6 @@ def test_controller_rejects_foreign_timesteps(model, x_T):
     info = AttentionInfo("cross", "x", (16, 16), 4, torch.tensor([500, 500]))
     with pytest.raises(ValueError, match="not on this controller's grid"):
         ctrl(torch.rand(8, 4, 256, 24).softmax(-1), info)
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return 10 * torch.log10(4.0 / (a - b).pow(2).flatten(1).mean(1))
 
 
 def test_null_text_inversion_beats_ddim_inversion_under_guidance(model):
