@@ -31,6 +31,7 @@ def generate(model: DiffusionModel, prompts: list[str], guidance: float = 3.0, s
     g = torch.Generator().manual_seed(seed)
     cfg = model.unet.cfg
     x_T = torch.randn(len(prompts), cfg.in_channels, cfg.image_size, cfg.image_size, generator=g)
+    x_T = x_T.to(next(model.parameters()))  # drawn on the CPU (the same noise on every device), then moved
     eps = classifier_free_guidance(model, model.null_context(), guidance)
     out = []
     for i in tqdm(range(0, len(prompts), batch), disable=not progress, desc=f"sampling w={guidance}"):

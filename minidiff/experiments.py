@@ -170,7 +170,7 @@ def classifier_guidance_table(model, classifier, label_names: list[str], scales:
     for s in scales:
         for k, name in enumerate(label_names):
             g = torch.Generator().manual_seed(seed)
-            x_T = torch.randn(n, 3, 32, 32, generator=g)
+            x_T = torch.randn(n, 3, 32, 32, generator=g).to(null)  # the model's device and dtype
             eps = classifier_guidance(unconditional, classifier, k, s, model.schedule)
             x = ddim_sample(eps, model.schedule, x_T, steps)
             rows.append({"scale": s, "label": name, "hit_rate": sum(background_of(xi) == name for xi in x) / n})

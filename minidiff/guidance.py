@@ -128,9 +128,9 @@ def train_classifier(classifier: nn.Module, sched: Schedule, images: Tensor, lab
     losses = []
     for _ in tqdm(range(steps), disable=not progress, desc="train classifier"):
         idx = torch.randint(0, len(images), (batch_size,), generator=g)
-        x0, y = images[idx], labels[idx]
-        t = torch.randint(1, sched.T + 1, (batch_size,), generator=g)
-        x_t = q_sample(sched, x0, t, torch.randn(x0.shape, generator=g, dtype=x0.dtype))
+        x0, y = images[idx], labels[idx].to(images.device)
+        t = torch.randint(1, sched.T + 1, (batch_size,), generator=g).to(images.device)
+        x_t = q_sample(sched, x0, t, torch.randn(x0.shape, generator=g, dtype=x0.dtype).to(x0.device))
         loss = F.cross_entropy(classifier(x_t, t), y)
         opt.zero_grad()
         loss.backward()
@@ -147,9 +147,9 @@ def classifier_accuracy(classifier: Classifier, sched: Schedule, images: Tensor,
     g = torch.Generator().manual_seed(seed)
     out = {}
     for t_int in ts:
-        t = torch.full((len(images),), t_int, dtype=torch.long)
-        x_t = q_sample(sched, images, t, torch.randn(images.shape, generator=g, dtype=images.dtype))
-        out[t_int] = (classifier(x_t, t).argmax(1) == labels).float().mean().item()
+        t = torch.full((len(images),), t_int, dtype=torch.long, device=images.device)
+        x_t = q_sample(sched, images, t, torch.randn(images.shape, generator=g, dtype=images.dtype).to(images.device))
+        out[t_int] = (classifier(x_t, t).argmax(1) == labels.to(images.device)).float().mean().item()
     return out
 
 
@@ -175,7 +175,8 @@ def train_shapes_classifier(sched: Schedule, kind: str = "background", n: int = 
 
 def log_prob_grad(classifier: Classifier, x_t: Tensor, t: Tensor, label: int | Tensor) -> Tensor:
     """grad_{x_t} log p_phi(y | x_t, t), shape of x_t; works inside torch.no_grad() (samplers run there)."""
-    y = torch.full((x_t.shape[0],), label, dtype=torch.long) if isinstance(label, int) else label.long()
+    y = torch.full((x_t.shape[0],), label, dtype=torch.long, device=x_t.device) if isinstance(label, int) \
+        else label.long()
     with torch.enable_grad():
         x = x_t.detach().requires_grad_(True)
         log_p = F.log_softmax(classifier(x, t), dim=-1)  # (B, K)

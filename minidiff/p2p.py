@@ -114,40 +114,59 @@ def word_swap_mapper(tokenizer: Tokenizer, source: str, target: str) -> Tensor:
     return torch.arange(tokenizer.max_len)
 
 
-def refinement_mapper(tokenizer: Tokenizer, source: str, target: str) -> tuple[Tensor, Tensor]:
-    """Alignment A of refinement: (mapper (L,), alpha (L,)).
+def global_alignment(source: list, target: list) -> list[int | None]:
+    """Needleman-Wunsch global alignment of two token sequences, scored and traced back as Prompt-to-Prompt's
+    reference code does it (google/prompt-to-prompt `seq_aligner.py`): match 1, mismatch -1, gap 0,
 
-    Target token j takes the source maps of token mapper[j] where alpha[j] = 1; target words
-    absent from the source (alpha 0) keep their own maps. Words are aligned by a longest
-    common subsequence (the reference aligns tokens by global sequence alignment, which for
-    added words gives the same pairs); among equally long alignments the latest match of a
-    repeated word is taken, so added words form contiguous runs ("a red circle on a white ..."
-    -> "a red circle AND A BLUE SQUARE ON THE RIGHT on a white ..."). <bos> maps to <bos>;
-    padding maps to source padding.
+        S[i][j] = max(S[i][j-1] + 0,  S[i-1][j] + 0,  S[i-1][j-1] + (1 if source[i-1] == target[j-1] else -1))
+
+    with S[0][.] = S[.][0] = 0; ties prefer, in this order, a target insertion (left), a source deletion (up),
+    the diagonal; the path is traced back from (len(source), len(target)). With gap 0 a mismatch never wins, so
+    only equal tokens are paired. Returns A with A[j] = the source position aligned with target position j, or
+    None for an inserted target token.
+    """
+    n, m = len(source), len(target)
+    S = [[0] * (m + 1) for _ in range(n + 1)]
+    move = [["left"] * (m + 1)] + [["up"] + [""] * m for _ in range(n)]
+    for i in range(1, n + 1):
+        for j in range(1, m + 1):
+            left, up = S[i][j - 1], S[i - 1][j]
+            diag = S[i - 1][j - 1] + (1 if source[i - 1] == target[j - 1] else -1)
+            S[i][j] = max(left, up, diag)
+            move[i][j] = "left" if S[i][j] == left else "up" if S[i][j] == up else "diag"
+    A: list[int | None] = [None] * m
+    i, j = n, m
+    while i > 0 or j > 0:
+        if move[i][j] == "diag":
+            i, j = i - 1, j - 1
+            A[j] = i
+        elif move[i][j] == "left":
+            j -= 1  # target token j inserted
+        else:
+            i -= 1  # source token i dropped
+    return A
+
+
+def refinement_mapper(tokenizer: Tokenizer, source: str, target: str) -> tuple[Tensor, Tensor]:
+    """Alignment A of refinement: (mapper (L,), alpha (L,)), as the reference computes it.
+
+    Target token j takes the source maps of token mapper[j] where alpha[j] = 1; target words absent from the
+    source (alpha 0, mapper 0) keep their own maps. The token sequences [<bos>, words..., <end>] are aligned by
+    `global_alignment` (the first <pad> plays the end token of the reference's CLIP tokenizer); every later
+    position k maps to source position k (the reference's position-to-position padding). Among equally good
+    alignments the traceback from the end takes target insertions first, so a repeated phrase aligns with its
+    first occurrence ("a red circle" -> "a red circle AND A RED CIRCLE"), and a word repeated in the added
+    phrase can take the source's maps while a later copy counts as new ("a red circle on the left on a white
+    background" -> "a red circle on the left and a blue square on the right on a white background": the "on" of
+    "on the right" gets the maps of the source's "on a white background", the "on" after "right" is new).
     """
     s, t = tokenizer.split(source), tokenizer.split(target)
-    tokenizer.encode([source, target])
-    # LCS table: n[i][j] = length of the LCS of s[i:] and t[j:]
-    n = [[0] * (len(t) + 1) for _ in range(len(s) + 1)]
-    for i in range(len(s) - 1, -1, -1):
-        for j in range(len(t) - 1, -1, -1):
-            n[i][j] = n[i + 1][j + 1] + 1 if s[i] == t[j] else max(n[i + 1][j], n[i][j + 1])
+    ids = tokenizer.encode([source, target])  # unknown words / too long -> clear errors
     L = tokenizer.max_len
-    mapper, alpha = torch.zeros(L, dtype=torch.long), torch.zeros(L)
-    mapper[0], alpha[0] = 0, 1.0  # <bos>
-    i = j = 0
-    while i < len(s) and j < len(t):
-        if s[i] == t[j] and n[i][j + 1] == n[i][j]:
-            j += 1  # the same word comes again later: match it there, so insertions stay contiguous
-        elif s[i] == t[j]:
-            mapper[j + 1], alpha[j + 1] = i + 1, 1.0
-            i, j = i + 1, j + 1
-        elif n[i + 1][j] >= n[i][j + 1]:
-            i += 1  # a source word the target dropped
-        else:
-            j += 1  # an added target word: keeps its own maps (alpha 0)
-    for k in range(len(t) + 1, L):  # padding tokens: the source's padding, in order
-        mapper[k], alpha[k] = min(len(s) + 1 + (k - len(t) - 1), L - 1), 1.0
+    src, tgt = ids[0, : len(s) + 2].tolist(), ids[1, : len(t) + 2].tolist()  # with the end token, if it fits
+    A = global_alignment(src, tgt)
+    mapper = torch.tensor([0 if a is None else a for a in A] + list(range(len(tgt), L)), dtype=torch.long)
+    alpha = torch.tensor([0.0 if a is None else 1.0 for a in A] + [1.0] * (L - len(tgt)))
     return mapper, alpha
 
 
@@ -172,7 +191,8 @@ class AttentionStore(AttentionController):
             return
         rows = probs[conditional_rows(probs.shape[0], self.n)].mean(dim=1)  # (n, HW, N_k)
         key = (info.kind, info.resolution[0])
-        self.sums[key] = self.sums.get(key, 0) + rows.detach().float()
+        rows = rows.detach().to(torch.promote_types(rows.dtype, torch.float32))  # sums over steps: >= float32
+        self.sums[key] = self.sums.get(key, 0) + rows
         self.counts[key] = self.counts.get(key, 0) + 1
 
     def __call__(self, probs: Tensor, info: AttentionInfo) -> Tensor:
@@ -250,13 +270,14 @@ class LocalBlend:
     def mask(self, size: tuple[int, int]) -> Tensor:
         """(G, 1, H, W) binary mask, the union of each pair's source and target masks."""
         m = self.store.maps(self.resolution)  # (2G, r, r, L)
-        m = (m * self.weights[:, None, None, :]).sum(-1)[:, None]  # (2G, 1, r, r)
+        weights = self.weights.to(m)  # built on the CPU; follows the stored maps' device and dtype
+        m = (m * weights[:, None, None, :]).sum(-1)[:, None]  # (2G, 1, r, r)
         m = F.max_pool2d(m, kernel_size=3, stride=1, padding=1)
         m = F.interpolate(m, size=size, mode="bilinear", align_corners=False)
         lo, hi = m.flatten(1).amin(dim=1)[:, None, None, None], m.flatten(1).amax(dim=1)[:, None, None, None]
         m = (m - lo) / (hi - lo).clamp_min(1e-12)  # min-max, see the class docstring
         m = (m > self.threshold).float()
-        m[self.weights.sum(1) == 0] = 1.0  # a row without blend words: no blending (mask of ones)
+        m[weights.sum(1) == 0] = 1.0  # a row without blend words: no blending (mask of ones)
         return ((m[:self.G] + m[self.G:]) > 0).float()
 
     def __call__(self, x: Tensor, i: int, n_steps: int) -> Tensor:
@@ -373,7 +394,7 @@ class Refine(AttentionEdit):
         self.aligned = torch.stack([a for _, a in pairs])  # (G, L)
 
     def edit_cross(self, base: Tensor, target: Tensor, i: int) -> Tensor:
-        idx = self.mapper[:, None, None, :].expand(-1, *base.shape[1:3], -1)  # (G, heads, HW, L)
+        idx = self.mapper.to(base.device)[:, None, None, :].expand(-1, *base.shape[1:3], -1)  # (G, heads, HW, L)
         moved = base.gather(-1, idx)  # moved[..., j] = base[..., mapper[j]]
         return torch.where(self.aligned.to(base.device)[:, None, None, :] > 0, moved, target)
 
@@ -433,7 +454,7 @@ def p2p_sample(model, controller: AttentionEdit, x_T: Tensor, guidance: float = 
     steps = list(zip(grid[:-1].tolist(), grid[1:].tolist(), strict=True))
     with attention_control(model.unet, controller):
         for i, (t_int, t_prev) in enumerate(tqdm(steps, disable=not progress, desc="P2P")):
-            t = torch.full((2 * G,), t_int, dtype=torch.long)
+            t = torch.full((2 * G,), t_int, dtype=torch.long, device=x.device)
             if guidance == 1.0:
                 eps = model(x, t, context)
             else:

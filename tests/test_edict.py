@@ -76,15 +76,63 @@ def test_every_inverse_line_undoes_its_forward_line():
     y = x + 0.1 * torch.randn(2, 3, 32, 32, generator=gen(3), dtype=F64)
     cases = [(100, 80, 0.93), (21, 1, 0.93), (1, 0, 0.93), (50, 0, 0.5), (60, 59, 1.0),
              (torch.tensor([90, 40]), torch.tensor([70, 0]), 0.93)]
-    for t, t_prev, p in cases:
+    for (t, t_prev, p), first in [(c, f) for c in cases for f in ("x", "y")]:
         fwd, inv = {}, {}
-        x_prev, y_prev = edict_step(model, model.schedule, x, y, t, t_prev, p, ctx, trace=fwd)
-        x_back, y_back = edict_step_inverse(model, model.schedule, x_prev, y_prev, t, t_prev, p, ctx, trace=inv)
+        x_prev, y_prev = edict_step(model, model.schedule, x, y, t, t_prev, p, ctx, first, trace=fwd)
+        x_back, y_back = edict_step_inverse(model, model.schedule, x_prev, y_prev, t, t_prev, p, ctx, first, inv)
         assert max_abs(inv["y_inter"], fwd["y_inter"]) < 1e-11, (t, t_prev)  # y_{t-1} = p y_inter + (1-p) x_{t-1}
         assert max_abs(inv["x_inter"], fwd["x_inter"]) < 1e-11, (t, t_prev)  # x_{t-1} = p x_inter + (1-p) y_inter
-        assert max_abs(y_back, y) < 1e-11, (t, t_prev)  # y_inter = a y_t + b eps(x_inter)
-        assert max_abs(x_back, x) < 1e-11, (t, t_prev)  # x_inter = a x_t + b eps(y_t)
-        assert max_abs(inv["eps_y"], fwd["eps_y"]) < 1e-11  # the model saw the same points both ways
+        assert max_abs(y_back, y) < 1e-11, (t, t_prev, first)  # y_inter = a y_t + b eps(x_inter or x_t)
+        assert max_abs(x_back, x) < 1e-11, (t, t_prev, first)  # x_inter = a x_t + b eps(y_t or y_inter)
+        # the model saw the same points both ways
+        assert max(max_abs(inv["eps_y"], fwd["eps_y"]), max_abs(inv["eps_x"], fwd["eps_x"])) < 1e-11
+
+
+def test_a_y_first_step_is_the_reference_codes_odd_step():
+    """first = "y" computes, in float64 on a tiny random UNet, exactly the reference's odd (leapfrog) step:
+    y_inter = a y_t + b eps(x_t); x_inter = a x_t + b eps(y_inter); then the same mixing as an x-first step,
+    x' = p x_inter + (1 - p) y_inter, y' = p y_inter + (1 - p) x'. Written out here line by line; equal to 1e-12.
+    The x-first step differs from it (by 0.1 max abs or more), so the test can tell the orders apart."""
+    model = tiny_model().double()
+    ctx, sched, p = model.encode_text(CAPTIONS), model.schedule, 0.93
+    x = torch.randn(2, 3, 32, 32, generator=gen(6), dtype=F64)
+    y = x + 0.1 * torch.randn(2, 3, 32, 32, generator=gen(7), dtype=F64)
+    t, t_prev = 61, 41
+    a, b = (c.item() for c in edict_coefficients(sched, t, t_prev))
+    t_vec = torch.full((2,), t)
+    y_inter = a * y + b * model(x, t_vec, ctx)
+    x_inter = a * x + b * model(y_inter, t_vec, ctx)
+    x_ref = p * x_inter + (1 - p) * y_inter
+    y_ref = p * y_inter + (1 - p) * x_ref
+    x_lib, y_lib = edict_step(model, sched, x, y, t, t_prev, p, ctx, first="y")
+    assert max(max_abs(x_lib, x_ref), max_abs(y_lib, y_ref)) < 1e-12
+    x_xfirst, _ = edict_step(model, sched, x, y, t, t_prev, p, ctx, first="x")
+    assert max_abs(x_xfirst, x_ref) > 0.1
+
+
+def test_leapfrog_alternates_the_order_and_inversion_mirrors_it_for_odd_and_even_step_counts():
+    """Sampling with leapfrog (the default) updates x first on steps 0, 2, 4, ... and y first on 1, 3, ...
+    (the reference's `leapfrog_steps=True`); leapfrog=False is always x first. Inversion step k undoes generation
+    step S - 1 - k with its order, so the round trip is exact (float64, tiny random UNet, CFG w = 3, below 1e-10;
+    measured ~1e-13) for S = 7 and S = 8 alike, in both modes; mixing up the orders (invert without leapfrog,
+    sample with) is not exact (error above 1e-3)."""
+    model = tiny_model().double()
+    x0, ctx = images(2, F64), model.encode_text(CAPTIONS)
+    guidance = (model.null_context(1), 3.0)
+    for S in (7, 8):
+        for leapfrog in (True, False):
+            inv, smp = [], []
+            x_T, y_T = edict_invert(model, model.schedule, x0, steps=S, context=ctx, guidance=guidance,
+                                    leapfrog=leapfrog, callback=inv.append)
+            x, y = edict_sample(model, model.schedule, x_T, y_T, steps=S, context=ctx, guidance=guidance,
+                                leapfrog=leapfrog, callback=smp.append)
+            expected = ["y" if leapfrog and i % 2 else "x" for i in range(S)]
+            assert [s["first"] for s in smp] == expected
+            assert [s["first"] for s in inv] == expected[::-1]
+            assert max(max_abs(x, x0), max_abs(y, x0)) < 1e-10, (S, leapfrog)
+        x_T, y_T = edict_invert(model, model.schedule, x0, steps=S, context=ctx, guidance=guidance, leapfrog=False)
+        x, _ = edict_sample(model, model.schedule, x_T, y_T, steps=S, context=ctx, guidance=guidance)
+        assert max_abs(x, x0) > 1e-3
 
 
 # ---- the round trip ------------------------------------------------------------------------------------
@@ -138,10 +186,12 @@ def test_shipped_shapes_model_round_trip_is_exact_in_float64_with_cfg():
 # ---- the mixing layers ---------------------------------------------------------------------------------
 
 def test_without_mixing_x_and_y_drift_apart_and_mixing_keeps_them_close():
-    """Sampling from x_T = y_T with the captions (tiny random UNet, float64, 50 steps); RMS |x - y| after each
-    step. p = 1 (no mixing): 0.29 after the first step, then 1.3, 2.3, 3.2, 4.0, 4.8, 5.4, 5.9, 6.3, 6.5 every 5
-    steps, 6.5 at the end: it grows (asserted: x 10 from the first step to the last, and increasing after steps
-    1, 11, 21, 31, 41, 50). p = 0.93: peaks at 0.55 and ends at 4.6e-3 (asserted: max < 1, end < 0.02). Whether
+    """Sampling from x_T = y_T with the captions (tiny random UNet, float64, 50 steps, the default alternating
+    order); RMS |x - y| after each step. p = 1 (no mixing): 0.29 after the first step, then 1.2, 2.1, 3.0, 3.8,
+    4.5, 5.1, 5.5, 5.9, 6.0 every 5 steps, 6.1 at the end: it grows (asserted: x 10 from the first step to the
+    last, and increasing after steps 1, 11, 21, 31, 41, 50). p = 0.93: about 0.5 at step 6 and 4.3e-3 at the
+    end (asserted: max < 1, end < 0.02). (With x always updated first, the same run measured 6.5 at the end
+    without mixing, a peak of 0.55 and 4.6e-3 with p = 0.93.) Whether
     p = 0.93 suffices depends on the network and the step size: on the shapes checkpoint with 20 steps it does
     not (notebook 04)."""
     model = tiny_model().double()
@@ -238,6 +288,8 @@ def test_bad_inputs_raise_errors_that_say_what_was_expected():
         edict_step_inverse(model, s, x, x, 5, 10, context=ctx)  # (t_prev, t) in ddim_invert_step's order
     with pytest.raises(TypeError, match="null_context, w"):
         edict_invert(model, s, x, steps=2, context=ctx, guidance=3.0)
+    with pytest.raises(ValueError, match="first must be 'x' or 'y'"):
+        edict_step(model, s, x, x, 10, 5, context=ctx, first="z")
 
 
 # ---- the Table 1 experiment ------------------------------------------------------------------------------

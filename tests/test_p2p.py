@@ -23,6 +23,7 @@ from minidiff.p2p import (
     Reweight,
     conditional_rows,
     cross_alphas,
+    global_alignment,
     p2p_sample,
     refinement_mapper,
     window_mask,
@@ -140,14 +141,35 @@ def test_word_swap_needs_equal_word_counts():
         Replace(tok, ["a red circle"], ["a red square", "a red circle"], timesteps(1000, 5))
 
 
-def test_refinement_alignment():
-    tok = Tokenizer("a red circle square big and".split(), max_len=8)
+def test_refinement_alignment_is_the_reference_global_alignment():
+    """google/prompt-to-prompt `seq_aligner.py`: Needleman-Wunsch with match 1, mismatch -1, gap 0, ties to target
+    insertions in the traceback from the end, later positions mapped position to position. The expected maps are
+    worked out by hand from that recursion (token k of "<bos> w_1 .. w_n <end>", <end> = the first <pad>)."""
+    tok = Tokenizer("a red circle square big and on the left right blue white background".split(), max_len=24)
     mapper, alpha = refinement_mapper(tok, "a red circle", "a big red circle")
-    # target tokens: <bos> a big red circle <pad> <pad> <pad>
-    assert mapper.tolist()[:5] == [0, 1, 0, 2, 3] and alpha.tolist()[:5] == [1, 1, 0, 1, 1]
-    assert mapper.tolist()[5:] == [4, 5, 6] and alpha.tolist()[5:] == [1, 1, 1]  # padding -> source padding, in order
-    mapper, alpha = refinement_mapper(tok, "a red circle", "a red circle and a square")
-    assert mapper.tolist()[:4] == [0, 1, 2, 3] and alpha.tolist()[4:7] == [0, 0, 0]
+    # target: <bos> a big red circle <end> | padding; source: <bos> a red circle <end>
+    assert mapper.tolist()[:6] == [0, 1, 0, 2, 3, 4] and alpha.tolist()[:6] == [1, 1, 0, 1, 1, 1]
+    assert mapper.tolist()[6:] == list(range(6, 24)) and alpha[6:].eq(1).all()  # position to position
+    # a repeated phrase: the source aligns with the FIRST "a red circle", the second copy is new
+    mapper, alpha = refinement_mapper(tok, "a red circle", "a red circle and a red circle")
+    assert mapper.tolist()[:9] == [0, 1, 2, 3, 0, 0, 0, 0, 4] and alpha.tolist()[:9] == [1, 1, 1, 1, 0, 0, 0, 0, 1]
+    # the module's example: the "on" of "on the right" (token 11) takes the source's "on a white ..." (token 7)
+    one = "a red circle on the left on a white background"
+    two = "a red circle on the left and a blue square on the right on a white background"
+    mapper, alpha = refinement_mapper(tok, one, two)
+    assert mapper.tolist()[:19] == [0, 1, 2, 3, 4, 5, 6, 0, 0, 0, 0, 7, 0, 0, 0, 8, 9, 10, 11]
+    assert alpha.tolist()[:19] == [1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 0, 0, 0, 1, 1, 1, 1]
+    assert mapper.tolist()[19:] == list(range(19, 24))
+
+
+def test_global_alignment_prefers_insertions_then_deletions_then_matches_on_ties():
+    """Closed-form cases of the recursion: identical sequences align on the diagonal; a dropped source token is
+    skipped; with "a b" -> "b a" both single matches score 1, and the traceback's preference for insertions keeps
+    the earlier target "b" (the last target token "a" is inserted)."""
+    assert global_alignment(list("abc"), list("abc")) == [0, 1, 2]
+    assert global_alignment(list("abc"), list("ac")) == [0, 2]
+    assert global_alignment(list("ab"), list("ba")) == [1, None]
+    assert global_alignment([], list("ab")) == [None, None]
 
 
 def test_refine_with_identical_prompts_is_exact(model, x_T):
