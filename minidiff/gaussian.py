@@ -63,20 +63,44 @@ def posterior_mean_from_eps(sched: Schedule, x_t: Tensor, t: Tensor, eps: Tensor
     return (x_t - beta / (1 - ab).sqrt() * eps) / alpha.sqrt()
 
 
-def sigma2(sched: Schedule, kind: str = "beta") -> Tensor:
+DECODER_VARS = ("beta_1", "beta_tilde_2")
+
+
+def sigma2(sched: Schedule, kind: str = "beta", decoder_var: str | None = None) -> Tensor:
     """The reverse-process variance sigma_t^2 of DDPM sec. 3.2, shape (T+1,).
 
-    "beta" (sigma_t^2 = beta_t, optimal for x_0 ~ N(0, I)) or "beta_tilde"
-    (sigma_t^2 = beta~_t, optimal for a deterministic x_0). beta~_1 = 0, so for
-    the L_0 decoder "beta_tilde" uses beta~_2 at t = 1, as Ho et al.'s code does.
+    kind: "beta" (sigma_t^2 = beta_t, optimal for x_0 ~ N(0, I)) or "beta_tilde"
+    (sigma_t^2 = beta~_t, optimal for a deterministic x_0).
+
+    Entry t = 1 is the variance of the L_0 decoder p_theta(x_0 | x_1) (eq. 12); nothing else
+    reads it (sampling adds no noise at t = 1, L_{t-1} starts at t = 2). `decoder_var` sets it:
+
+    - None (default): the paper's sigma_1^2 of `kind`. For "beta" that is beta_1 (sec. 3.2
+      uses sigma_t^2 = beta_t at every t, and lecture 1 derives the bound for that model).
+      For "beta_tilde", beta~_1 = 0 would make the decoder a point mass, so beta~_2 is used,
+      as in Ho et al.'s code ("fixedsmall", clipped).
+    - "beta_1" or "beta_tilde_2": that value, whatever `kind`. Ho et al.'s code
+      (diffusion_utils_2.py, kept by improved-diffusion) pairs "beta_tilde_2" with "beta"
+      ("fixedlarge": [beta~_2, beta_2, ..., beta_T]), aiming at a better decoder likelihood;
+      whether it gets one depends on the model (see `elbo.L_0`).
     """
     if kind == "beta":
-        return sched.beta.clone()
-    if kind == "beta_tilde":
+        s2 = sched.beta.clone()
+    elif kind == "beta_tilde":
         s2 = sched.beta_tilde.clone()
         s2[1] = s2[2] if sched.T >= 2 else sched.beta[1]
-        return s2
-    raise ValueError(f"unknown sigma2 kind {kind!r}; expected 'beta' or 'beta_tilde'")
+    else:
+        raise ValueError(f"unknown sigma2 kind {kind!r}; expected 'beta' or 'beta_tilde'")
+    if decoder_var == "beta_1":
+        s2[1] = sched.beta[1]
+    elif decoder_var == "beta_tilde_2":
+        if sched.T < 2:
+            raise ValueError(f"decoder_var='beta_tilde_2' needs beta~_2, i.e. T >= 2; got T = {sched.T}")
+        s2[1] = sched.beta_tilde[2]
+    elif decoder_var is not None:
+        raise ValueError(f"unknown decoder_var {decoder_var!r}; expected None (the default of kind), "
+                         f"{' or '.join(map(repr, DECODER_VARS))}")
+    return s2
 
 
 def gaussian_kl(mean1: Tensor, var1: Tensor, mean2: Tensor, var2: Tensor) -> Tensor:

@@ -616,7 +616,8 @@ plt.show()
 # **The bound, split over $t$.** `elbo_terms` evaluates every term exactly summed over $t$ (one model call per $t$).
 # Two-moons points are continuous, so we use the Gaussian density for $L_0$ (`discrete=False`): the bound is on
 # $-\log p_\theta(x_0)$ as a *density* in nats, which can be negative. $L_0$ is strongly negative here because
-# $\sigma_1^2 = \beta_1 = 10^{-4}$ pins $x_0$ to within about $0.01$ of $\mu_\theta(x_1)$.
+# $\sigma_1^2 = \beta_1 = 10^{-4}$ pins $x_0$ to within about $0.01$ of $\mu_\theta(x_1)$. That is the paper's
+# decoder variance and the default; `decoder_var="beta_tilde_2"` uses $\tilde\beta_2$ instead, as Ho et al.'s code does.
 
 # %%
 held_out = two_moons(N_ELBO, gen(50))

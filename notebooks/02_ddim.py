@@ -47,8 +47,9 @@ import torch
 from torch.testing import assert_close
 
 from minidiff import pretrained
+from minidiff.elbo import lambda_t
 from minidiff.experiments import eta_steps_grid
-from minidiff.gaussian import posterior_mean_from_eps, predict_eps, q_posterior
+from minidiff.gaussian import gaussian_kl, posterior_mean_from_eps, predict_eps, predict_x0, q_posterior
 from minidiff.oracles import gaussian_eps
 from minidiff.samplers import classifier_free_guidance, ddim_sample, ddim_sigma, ddim_step, ddpm_sample
 from minidiff.schedule import SPACINGS, Schedule, timesteps
@@ -234,6 +235,11 @@ print("eq. 12 inline = ddim_step for strided pairs and eta in {0, 0.5, 1}; with 
 # $\sigma_t^2 = \beta_t$ is not a member: with an increasing schedule $\beta_2 > \beta_1 = 1 - \bar\alpha_1$, so it
 # breaks the constraint at $t = 2$. DDIM's Table 1 runs it as a separate variant, $\hat\sigma$.)
 #
+# **Notation.** With unit steps eq. 16 is $\sigma_t(\eta) = \eta \sqrt{\tilde\beta_t}$, so the *variance* is
+# $\sigma_t^2 = \eta^2 \tilde\beta_t$. Some lecture notes write the step's noise as $\eta\, \tilde\beta_t$ (with
+# $t_\text{prev} = t - 1$): that is a variance, and it agrees with eq. 16 only at $\eta \in \{0, 1\}$.
+# `ddim_sigma` returns the std, $\eta \sqrt{\tilde\beta_t}$ (checked below at $\eta = 0.5$).
+#
 # **$\eta = 0$ is deterministic**: $x_{t-1}$ is a function of $x_t$, so the sample is a function of $x_T$ alone,
 # an *implicit* model (hence the name).
 
@@ -244,6 +250,7 @@ for eta in (0.0, 0.5, 1.0):
     sigma_inline = eta * ((1 - ab[t - 1]) / (1 - ab[t])).sqrt() * (1 - ab[t] / ab[t - 1]).sqrt()
     assert_close(sigma_inline, ddim_sigma(sched, t, t - 1, eta), rtol=1e-12, atol=0)
 assert_close(ddim_sigma(sched, t, t - 1, 1.0) ** 2, sched.beta_tilde[1:], rtol=1e-12, atol=1e-18)
+assert_close(ddim_sigma(sched, t, t - 1, 0.5) ** 2, 0.5**2 * sched.beta_tilde[1:], rtol=1e-12, atol=1e-18)  # eta^2
 
 # eta = 1: the inference step q_sigma (section 1) is DDPM's posterior q(x_{t-1} | x_t, x_0), for t = 2..T
 t = torch.arange(2, T + 1)
@@ -282,6 +289,82 @@ print("eta = 0: the same x_T gives the same sample whatever the noise generator"
 # t) = \mathbb E[\epsilon \mid x_t]$. The model trained with $L_\text{simple}$ (lecture 1) is therefore already
 # the model for *every* $\sigma$, including the limit $\sigma \to 0$. DDIM is a new sampler, not a new model.
 #
+# **Theorem 1, one step at a time.** Where do the $\gamma_t$ come from? A step of $J_\sigma$ is
+# $\mathrm{KL}(q_\sigma(x_{t-1} \mid x_t, x_0) \,\|\, p_\theta(x_{t-1} \mid x_t))$ with
+# $p_\theta = q_\sigma(\cdot \mid x_t, \hat x_0)$, the generative step of section 2. Both Gaussians have covariance
+# $\sigma_t^2 I$, so the KL is $\|\text{mean difference}\|^2 / (2\sigma_t^2)$. With $x_t = \sqrt{\bar\alpha_t}\, x_0
+# + \sqrt{1 - \bar\alpha_t}\, \epsilon$ the fraction in eq. 7 is $\epsilon$, so $q_\sigma$'s mean is
+# $\sqrt{\bar\alpha_{t-1}}\, x_0 + \sqrt{1 - \bar\alpha_{t-1} - \sigma_t^2}\, \epsilon$; $p_\theta$'s is the same with
+# $\epsilon \to \epsilon_\theta$ and $x_0 \to \hat x_0 = x_0 + \sqrt{(1 - \bar\alpha_t) / \bar\alpha_t}\, (\epsilon -
+# \epsilon_\theta)$. Subtracting,
+#
+# $$\mu_q - \mu_\theta = k_t\, (\epsilon - \epsilon_\theta), \quad k_t = \sqrt{1 - \bar\alpha_{t-1} - \sigma_t^2}
+#   - \sqrt{\frac{\bar\alpha_{t-1} (1 - \bar\alpha_t)}{\bar\alpha_t}}, \qquad
+#   \mathrm{KL} = \gamma_t\, \|\epsilon - \epsilon_\theta(x_t, t)\|^2, \quad \gamma_t = \frac{k_t^2}{2 \sigma_t^2}.$$
+#
+# No constant: the variances match, so these steps contribute nothing $\theta$-free (the theorem's $C$ collects
+# the prior term and the decoder's normaliser). At $\eta = 1$ the weight must be lecture 1's $\lambda_t$ for
+# $\sigma_t^2 = \tilde\beta_t$ (eq. 12 of DDPM); at the largest $\sigma_t = \sqrt{1 - \bar\alpha_{t-1}}$ the first term
+# of $k_t$ vanishes and only $\hat x_0$'s error is left. As $\sigma_t \to 0$, $k_t$ stays nonzero and $\gamma_t \to
+# \infty$: $\eta = 0$ is a limit of the family, not a member, hence "$\sigma > 0$". Below: the Gaussian oracle as
+# $\epsilon_\theta$ (not the true noise of these $x_0$), four $\sigma$ families, `gaussian_kl` against $\gamma_t$.
+
+# %%
+def gamma_inline(t: int, t_prev: int, sigma2: torch.Tensor) -> torch.Tensor:
+    # k_t = sqrt(1 - ab_{t-1} - sigma_t^2) - sqrt(ab_{t-1} (1 - ab_t) / ab_t),   gamma_t = k_t^2 / (2 sigma_t^2)
+    k = (1 - ab[t_prev] - sigma2).clamp(min=0).sqrt() - (ab[t_prev] * (1 - ab[t]) / ab[t]).sqrt()
+    return k**2 / (2 * sigma2)
+
+
+def eta_for(family: float | str, t: int, t_prev: int) -> float:  # "max": sigma_t = sqrt(1 - ab_{t-1}), i.e. eta >= 1
+    return ((1 - ab[t_prev]).sqrt() / ddim_sigma(sched, t, t_prev, 1.0)).item() if family == "max" else family
+
+
+x0, eps = (torch.randn(256, 2, generator=gen(k), dtype=F64) for k in (15, 16))
+zeros = torch.zeros_like(x0)
+for t_int in (2, 50, 500, 1000):
+    x_t = ab[t_int].sqrt() * x0 + (1 - ab[t_int]).sqrt() * eps
+    eps_theta = oracle(x_t, torch.full((256,), t_int), None)  # section 3's Gaussian oracle
+    gammas = []
+    for family in (0.3, 0.5, 1.0, "max"):
+        eta = eta_for(family, t_int, t_int - 1)
+        sigma2 = ddim_sigma(sched, t_int, t_int - 1, eta) ** 2
+        mean_q = q_sigma_step(x_t, x0, t_int, sigma2.sqrt(), zeros)  # eq. 7 with the true x_0
+        mean_p = ddim_step(sched, x_t, eps_theta, t_int, t_int - 1, eta, noise=zeros)  # eq. 12 with x0_pred
+        kl = gaussian_kl(mean_q, sigma2, mean_p, sigma2).sum(1)
+        gamma = gamma_inline(t_int, t_int - 1, sigma2)
+        assert_close(kl, gamma * (eps - eps_theta).pow(2).sum(1), rtol=1e-9, atol=1e-14)  # Theorem 1, C = 0
+        gammas.append(gamma.item())
+    assert_close(gammas[2], lambda_t(sched, "beta_tilde")[t_int].item(), rtol=1e-10, atol=0)  # eta = 1: DDPM's weight
+    print(f"t = {t_int:4d}: gamma_t for eta = 0.3, 0.5, 1, max: " + ", ".join(f"{g:.3g}" for g in gammas))
+print("per-step KL = gamma_t ||eps - eps_theta||^2 with C = 0, for every sigma family; eta = 1 gives lambda_t")
+
+# %% [markdown]
+# The two ends of the family, through the noise the step leaves in $x_{t-1}$: $\epsilon_{t-1} := (x_{t-1} -
+# \sqrt{\bar\alpha_{t-1}}\, \hat x_0) / \sqrt{1 - \bar\alpha_{t-1}} = (\sqrt{1 - \bar\alpha_{t-1} - \sigma_t^2}\,
+# \epsilon_\theta + \sigma_t z) / \sqrt{1 - \bar\alpha_{t-1}}$. At $\sigma_t = 0$ it is $\epsilon_\theta$ itself: the
+# deterministic step keeps the noise direction. At $\sigma_t = \sqrt{1 - \bar\alpha_{t-1}}$ it is $z$: the new noise
+# is independent of the old (sample correlation within 5 SE $= 5 / \sqrt{N}$ of 0).
+
+# %%
+x_t, eps, z = (torch.randn(N_MC, 1, generator=gen(k), dtype=F64) for k in (17, 18, 19))
+t_int, t_prev = 500, 499
+x0_pred = predict_x0(sched, x_t, torch.full((N_MC,), t_int), eps)
+
+
+def implied_noise(eta: float) -> torch.Tensor:
+    x_prev = ddim_step(sched, x_t, eps, t_int, t_prev, eta, noise=z)
+    return (x_prev - ab[t_prev].sqrt() * x0_pred) / (1 - ab[t_prev]).sqrt()
+
+
+assert_close(implied_noise(0.0), eps, rtol=1e-12, atol=1e-12)  # eta = 0: the same noise direction
+fresh = implied_noise(eta_for("max", t_int, t_prev))
+assert_close(fresh, z, rtol=0, atol=1e-6)  # the eps coefficient is sqrt(round-off) ~ 1e-8, not exactly 0
+corr = torch.corrcoef(torch.cat([fresh, eps], 1).T)[0, 1].item()
+assert abs(corr) < 5 / math.sqrt(N_MC)
+print(f"eta = 0: eps_(t-1) = eps_t; sigma = sqrt(1 - ab_(t-1)): eps_(t-1) = z, corr with eps_t {corr:+.4f}")
+
+# %% [markdown]
 # ## 4. Strided sub-sequences
 #
 # Lemma 1 only used the marginals at the two timesteps of a step. So take any increasing sub-sequence
@@ -466,7 +549,8 @@ plt.show()
 #
 # ### The `shapes` model
 #
-# `pretrained.load("shapes")` is a text-conditional UNet on $3 \times 32 \times 32$ scenes (lecture 6 trains it).
+# `pretrained.load("shapes")` is a text-conditional UNet on $3 \times 32 \times 32$ scenes, shipped in `data/` and
+# trained by `python -m minidiff train --dataset shapes ...` (the exact command is in `data/README.md`).
 # `experiments.eta_steps_grid` samples one $x_T$ with every $(\eta, S)$ under classifier-free guidance ($w = 3$;
 # lecture 3) and reports each sample's change from the same $\eta$'s sample with the most steps (MSE on $[0, 1]$
 # pixels). For $\eta = 0$ that is the distance to the converged ODE solution and it shrinks quickly; for $\eta > 0$

@@ -13,7 +13,8 @@ import math
 import pytest
 import torch
 
-from minidiff.gaussian import posterior_mean_from_eps, q_sample
+from minidiff.elbo import lambda_t
+from minidiff.gaussian import gaussian_kl, posterior_mean_from_eps, predict_eps, predict_x0, q_sample
 from minidiff.oracles import gaussian_eps
 from minidiff.samplers import ddim_sample, ddim_sigma, ddim_step, ddpm_sample
 from minidiff.schedule import SPACINGS, Schedule, timesteps
@@ -144,6 +145,106 @@ def test_ddim_at_eta0_is_the_euler_step_of_the_probability_flow_ode(name):
         x_bar_prev = x_t / ab[t].sqrt() + (sig_prev - sig) * eps
         expected = ab[t_prev].sqrt() * x_bar_prev
         torch.testing.assert_close(ddim_step(sched, x_t, eps, t, t_prev), expected, rtol=1e-12, atol=1e-12)
+
+
+# ---- Theorem 1: every J_sigma is a weighted L_simple -----------------------------------------------
+
+PAIRS = [(2, 1), (10, 9), (100, 99), (500, 499), (1000, 999), (1000, 980), (500, 250), (37, 1)]  # t_prev >= 1
+SIGMA_FAMILIES = (0.3, 0.5, 1.0, "max")  # eta, or "max": sigma_t = sqrt(1 - ab_prev), the largest allowed
+
+
+def family_eta(sched: Schedule, t: int, t_prev: int, family: float | str) -> float:
+    """The eta that gives `family`'s sigma_t; "max" needs eta = sqrt(1 - ab_prev) / sigma_t(eta = 1) >= 1."""
+    if family == "max":
+        return ((1 - sched.alpha_bar[t_prev]).sqrt() / ddim_sigma(sched, t, t_prev, 1.0)).item()
+    return family
+
+
+def theorem1_gamma(sched: Schedule, t: int, t_prev: int, sigma2: torch.Tensor) -> torch.Tensor:
+    """DDIM Theorem 1's weight, per dimension, derived from eq. 7 and eq. 12 (ab = alpha_bar):
+    with x_t = sqrt(ab_t) x0 + sqrt(1 - ab_t) eps and x0_pred = x0 + sqrt((1 - ab_t)/ab_t) (eps - eps_theta),
+    mean_q - mean_p = k (eps - eps_theta), k = sqrt(1 - ab_prev - sigma^2) - sqrt(ab_prev (1 - ab_t) / ab_t);
+    both variances are sigma^2, so the KL is k^2 ||eps - eps_theta||^2 / (2 sigma^2): gamma = k^2 / (2 sigma^2)."""
+    ab, ab_prev = sched.alpha_bar[t], sched.alpha_bar[t_prev]
+    k = (1 - ab_prev - sigma2).clamp(min=0).sqrt() - (ab_prev * (1 - ab) / ab).sqrt()
+    return k**2 / (2 * sigma2)
+
+
+@pytest.mark.parametrize("family", SIGMA_FAMILIES)
+def test_ddim_theorem1_per_step_kl_is_gamma_times_eps_mse_with_zero_constant(family):
+    """KL( q_sigma(x_prev | x_t, x0) || p_theta(x_prev | x_t) ) = gamma_t ||eps - eps_theta(x_t, t)||^2 exactly
+    (C = 0: equal variances), with q_sigma's mean from eq. 7, p_theta's mean = ddim_step without noise, the
+    variance ddim_sigma^2, eps_theta the Gaussian oracle, random x0 and eps, unit and strided steps, both
+    schedules. With eps_theta = eps the KL is 0. Float64 round-off."""
+    for sched in SCHEDULES.values():
+        ab, oracle = sched.alpha_bar, gaussian_eps(sched, MEAN, COV)
+        for i, (t, t_prev) in enumerate(PAIRS):
+            x0, eps = (torch.randn(64, 2, generator=gen(100 + 2 * i + k), dtype=F64) for k in (0, 1))
+            x_t = q_sample(sched, x0, torch.full((64,), t), eps)
+            eta = family_eta(sched, t, t_prev, family)
+            sigma2 = ddim_sigma(sched, t, t_prev, eta) ** 2  # (1,)
+            # eq. 7: sqrt(ab_prev) x0 + sqrt(1 - ab_prev - sigma^2) (x_t - sqrt(ab_t) x0) / sqrt(1 - ab_t)
+            mean_q = (ab[t_prev].sqrt() * x0 + (1 - ab[t_prev] - sigma2).clamp(min=0).sqrt()
+                      * (x_t - ab[t].sqrt() * x0) / (1 - ab[t]).sqrt())
+            eps_theta = oracle(x_t, torch.full((64,), t), None)
+            mean_p = ddim_step(sched, x_t, eps_theta, t, t_prev, eta, noise=torch.zeros_like(x_t))
+            kl = gaussian_kl(mean_q, sigma2, mean_p, sigma2).sum(1)
+            expected = theorem1_gamma(sched, t, t_prev, sigma2) * (eps - eps_theta).pow(2).sum(1)
+            torch.testing.assert_close(kl, expected, rtol=1e-9, atol=1e-14)
+            assert expected.min() > 0  # the oracle is not the true noise: the check is not 0 = 0
+            mean_true = ddim_step(sched, x_t, eps, t, t_prev, eta, noise=torch.zeros_like(x_t))
+            assert gaussian_kl(mean_q, sigma2, mean_true, sigma2).abs().max() < 1e-12  # C = 0
+
+
+@pytest.mark.parametrize("name", SCHEDULES)
+def test_ddim_theorem1_weight_at_eta1_unit_stride_is_ddpm_lambda_with_beta_tilde(name):
+    """At eta = 1 with t_prev = t - 1, q_sigma is DDPM's posterior, so gamma_t must be lecture 1's eq. 12
+    weight lambda_t = beta_t^2 / (2 beta~_t alpha_t (1 - ab_t)) for sigma_t^2 = beta~_t (t = 2..T; 1e-10)."""
+    sched = SCHEDULES[name]
+    t = torch.arange(2, sched.T + 1)
+    gamma = theorem1_gamma(sched, t, t - 1, ddim_sigma(sched, t, t - 1, 1.0) ** 2)
+    torch.testing.assert_close(gamma, lambda_t(sched, "beta_tilde")[2:], rtol=1e-10, atol=0)
+
+
+@pytest.mark.parametrize("name", SCHEDULES)
+def test_ddim_eta0_keeps_the_noise_direction(name):
+    """sigma = 0: the noise implied by x_prev, eps_prev = (x_prev - sqrt(ab_prev) x0_pred) / sqrt(1 - ab_prev)
+    (= predict_eps at t_prev), is the very eps used at t: the deterministic step never turns the noise."""
+    sched = SCHEDULES[name]
+    x_t, eps = (torch.randn(16, 3, generator=gen(k), dtype=F64) for k in (120, 121))
+    for t, t_prev in PAIRS:
+        x0_pred = predict_x0(sched, x_t, torch.full((16,), t), eps)
+        x_prev = ddim_step(sched, x_t, eps, t, t_prev, eta=0.0)
+        torch.testing.assert_close(predict_eps(sched, x_prev, torch.full((16,), t_prev), x0_pred), eps,
+                                   rtol=1e-10, atol=1e-10)
+
+
+def test_ddim_max_sigma_drops_the_direction_term_and_its_new_noise_is_independent_of_eps():
+    """sigma_t = sqrt(1 - ab_prev): the coefficient sqrt(1 - ab_prev - sigma^2) on eps vanishes (to ~1e-8, the
+    square root of the float64 round-off left in 1 - ab_prev - sigma^2), so x_prev = sqrt(ab_prev) x0_pred +
+    sigma z and the implied noise is z itself. Over N = 200,000 draws its sample correlation with eps is within
+    5 SE (1/sqrt(N)) of 0, while at eta = 0.5 it is within 5 SE ((1 - rho^2)/sqrt(N)) of the kept share
+    rho = sqrt(1 - sigma^2 / (1 - ab_prev)): the statistic tells the two apart."""
+    sched, N = SCHEDULES["linear"], 200_000
+    x_t, eps, z = (torch.randn(N, 1, generator=gen(k), dtype=F64) for k in (130, 131, 132))
+    corr = lambda a: torch.corrcoef(torch.cat([a, eps], 1).T)[0, 1].item()
+    for t, t_prev in [(1000, 999), (500, 250), (10, 9)]:
+        ab_prev, t_vec, t_prev_vec = sched.alpha_bar[t_prev], torch.full((N,), t), torch.full((N,), t_prev)
+        x0_pred = predict_x0(sched, x_t, t_vec, eps)
+        eta = family_eta(sched, t, t_prev, "max")
+        sigma = ddim_sigma(sched, t, t_prev, eta)
+        torch.testing.assert_close(sigma, (1 - ab_prev).sqrt().view(1), rtol=1e-12, atol=0)
+        direction_coef = (1 - ab_prev - sigma**2).clamp(min=0).sqrt().item()
+        assert direction_coef < 2e-8
+        tol = 2e-8 * eps.abs().max().item() + 1e-12
+        x_prev = ddim_step(sched, x_t, eps, t, t_prev, eta, noise=z)
+        torch.testing.assert_close(x_prev, ab_prev.sqrt() * x0_pred + sigma * z, rtol=0, atol=tol)
+        implied = predict_eps(sched, x_prev, t_prev_vec, x0_pred)
+        torch.testing.assert_close(implied, z, rtol=0, atol=tol / (1 - ab_prev).sqrt().item())
+        assert abs(corr(implied)) < 5 / math.sqrt(N)
+        implied_half = predict_eps(sched, ddim_step(sched, x_t, eps, t, t_prev, 0.5, noise=z), t_prev_vec, x0_pred)
+        rho = (1 - ddim_sigma(sched, t, t_prev, 0.5) ** 2 / (1 - ab_prev)).sqrt().item()
+        assert abs(corr(implied_half) - rho) < 5 * (1 - rho**2) / math.sqrt(N)
 
 
 # ---- sampling Gaussian data with the optimal model ------------------------------------------------

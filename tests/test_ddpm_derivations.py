@@ -11,7 +11,7 @@ import math
 import pytest
 import torch
 
-from minidiff.elbo import L_T, L_simple, L_t_minus_1, elbo_estimate, elbo_terms, lambda_t
+from minidiff.elbo import L_0, L_T, L_simple, L_t_minus_1, elbo_estimate, elbo_terms, lambda_t
 from minidiff.gaussian import (
     discretized_gaussian_log_likelihood,
     gaussian_kl,
@@ -209,6 +209,70 @@ def test_discretized_gaussian_likelihood_sums_to_one_over_the_256_bins():
         assert abs(p.sum().item() - 1) < 1e-12
     with pytest.raises(ValueError, match="\\[-1, 1\\]"):
         discretized_gaussian_log_likelihood(torch.tensor([1.5]), torch.tensor([0.0]), torch.tensor(0.1))
+
+
+# ---- L_0's decoder variance ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("sched", [Schedule.linear(1000), Schedule.cosine(1000)], ids=["linear", "cosine"])
+def test_decoder_var_beta_tilde_2_is_ho_et_al_fixedlarge_and_changes_only_t_equal_1(sched):
+    """Ho et al.'s "fixedlarge" variances are [beta~_2, beta_2, ..., beta_T]: decoder_var="beta_tilde_2" puts
+    beta~_2 = beta_1 beta_2 / (1 - (1 - beta_1)(1 - beta_2)) (eq. 7 at t = 2, from the betas) at t = 1
+    and leaves every other t bit-identical. The default keeps the paper's sigma_1^2 = beta_1. Round-off."""
+    b = sched.beta
+    beta_tilde_2 = b[1] * b[2] / (b[1] + b[2] - b[1] * b[2])  # 1 - ab_2 without the cancellation
+    large = sigma2(sched, "beta", decoder_var="beta_tilde_2")
+    torch.testing.assert_close(large[1], beta_tilde_2, rtol=1e-11, atol=0)  # 1 - ab_2 ~ 2e-4 costs ~1e-12
+    assert torch.equal(large[2:], b[2:]) and large[0] == 0
+    assert sigma2(sched, "beta")[1] == sigma2(sched, "beta", decoder_var="beta_1")[1] == b[1]
+    assert torch.equal(sigma2(sched, "beta_tilde"), sigma2(sched, "beta_tilde", decoder_var="beta_tilde_2"))
+    small_b1 = sigma2(sched, "beta_tilde", decoder_var="beta_1")
+    assert small_b1[1] == b[1] and torch.equal(small_b1[2:], sched.beta_tilde[2:])
+    assert abs(beta_tilde_2 / b[1] - 1) > 0.1  # the two choices differ (by ~2x for the linear schedule)
+    with pytest.raises(ValueError, match="decoder_var"):
+        sigma2(sched, "beta", decoder_var="beta_tilde")
+    with pytest.raises(ValueError, match="T >= 2"):
+        sigma2(Schedule.linear(1), "beta", decoder_var="beta_tilde_2")
+
+
+@pytest.mark.parametrize("decoder_var", [None, "beta_1", "beta_tilde_2"])
+def test_L_0_is_the_discretised_gaussian_likelihood_with_the_chosen_decoder_variance(decoder_var):
+    """L_0 = -sum_pixels log P(x_0 | x_1) with P the Gaussian N(mu~_1(x_1, eps_theta), v) integrated over each
+    8-bit bin [x - 1/255, x + 1/255] (edge bins open), recomputed here with torch.distributions.Normal and
+    v = beta_1 (None, "beta_1") or beta~_2 ("beta_tilde_2"); also the continuous density. Round-off."""
+    sched, D = Schedule.linear(1000), 64
+    eps_theta = lambda x, t, c: torch.tanh(1.3 * x) + 0.01 * t.view(-1, 1).to(x)
+    x0 = (torch.randint(0, 256, (5, D), generator=gen(30)) / 127.5 - 1).to(F64)
+    x0[:, :3] = torch.tensor([-1.0, 1.0, 0.0], dtype=F64)  # both open edge bins and a middle one
+    eps = torch.randn(5, D, generator=gen(31), dtype=F64)
+    b1, b2 = sched.beta[1], sched.beta[2]
+    v = b1 if decoder_var in (None, "beta_1") else b1 * b2 / (b1 + b2 - b1 * b2)  # beta~_2
+    x1 = (1 - b1).sqrt() * x0 + b1.sqrt() * eps  # alpha_bar_1 = alpha_1 = 1 - beta_1
+    mean = (x1 - b1.sqrt() * eps_theta(x1, torch.ones(5, dtype=torch.long), None)) / (1 - b1).sqrt()  # eq. 11, t = 1
+    normal = torch.distributions.Normal(mean, v.sqrt())
+    upper = torch.where(x0 >= 1, torch.ones_like(x0), normal.cdf(x0 + 1 / 255))
+    lower = torch.where(x0 <= -1, torch.zeros_like(x0), normal.cdf(x0 - 1 / 255))
+    expected = -torch.log(upper - lower).sum(1)
+    torch.testing.assert_close(L_0(eps_theta, sched, x0, eps, decoder_var=decoder_var), expected,
+                               rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(L_0(eps_theta, sched, x0, eps, discrete=False, decoder_var=decoder_var),
+                               -normal.log_prob(x0).sum(1), rtol=1e-12, atol=1e-10)
+
+
+def test_elbo_terms_decoder_var_changes_L_0_only():
+    """Same generator, two decoder variances: L_T and every L_{t-1} are identical, L_0 is the decoder term with
+    the chosen variance (same eps as `L_0` called directly), and the totals differ by exactly the L_0 gap."""
+    sched = Schedule.linear(20, 1e-3, 0.2)
+    x0 = (torch.randint(0, 256, (4, 3, 2, 2), generator=gen(32)) / 127.5 - 1).to(F64)
+    model = lambda x, t, c: 0.9 * x + 0.05 * t.view(-1, 1, 1, 1).to(x) / sched.T
+    paper = elbo_terms(model, sched, x0, generator=gen(33))
+    large = elbo_terms(model, sched, x0, generator=gen(33), decoder_var="beta_tilde_2")
+    assert torch.equal(paper["L_T"], large["L_T"]) and torch.equal(paper["L_t"], large["L_t"])
+    g = gen(33)
+    eps = [torch.randn(x0.shape, generator=g, dtype=F64) for _ in range(sched.T)][-1]  # L_0 draws after the L_t
+    for out, dv in [(paper, None), (large, "beta_tilde_2")]:
+        torch.testing.assert_close(out["L_0"], L_0(model, sched, x0, eps, decoder_var=dv), rtol=1e-12, atol=0)
+    assert bool((paper["L_0"] != large["L_0"]).all())
+    torch.testing.assert_close(large["nats"] - paper["nats"], large["L_0"] - paper["L_0"], rtol=1e-9, atol=1e-9)
 
 
 # ---- the bound with the optimal model ----------------------------------------------------------
