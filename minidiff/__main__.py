@@ -1,4 +1,4 @@
-"""Command line: python -m minidiff {demo,train,sample,export,bench} --help"""
+"""Command line: python -m minidiff {demo,train,sample,export,bench,train-classifier} --help"""
 
 from __future__ import annotations
 

@@ -9,7 +9,8 @@ boundary), `caption` (str) and `index`, plus `label` (CIFAR-10) or `attributes` 
   attributes, see `celeba_caption`.
 
 Real data is read from, in this order: the `root` argument, the folder in the environment
-variable MINIDIFF_DATA, or `../shared/data` next to the repository. A root may hold the
+variable MINIDIFF_DATA, or `../shared/data` next to the repository (unless MINIDIFF_NO_SHARED
+is set, see `data_root`). `available(name)` says whether the files are there. A root may hold the
 archives `cifar10-png.zip` (cifar10/{train,test}/<class>/<name>.png) and `celeba-10k.zip`
 (celeba/img/NNNNNN.jpg, celeba/attributes.csv), or those folders extracted. Only with
 `download=True` does torchvision download the original data sets. Decoded images are
@@ -40,6 +41,7 @@ HAIR_COLOURS = {"Blond_Hair": "blond", "Black_Hair": "black", "Brown_Hair": "bro
                 "Gray_Hair": "gray"}  # in order of precedence when several are set
 CELEBA_TEST_SIZE = 1000  # the last 1,000 images of the shared 10k archive are the test split
 NAMES = ("shapes", "cifar10", "celeba")
+ARCHIVES = {"cifar10": "cifar10-png.zip", "celeba": "celeba-10k.zip"}
 LAYOUTS = {"cifar10": "cifar10/{train,test}/<class>/<name>.png",
            "celeba": "celeba/img/NNNNNN.jpg and celeba/attributes.csv (image_id + 40 columns)"}
 
@@ -68,13 +70,42 @@ def to_float(images: torch.Tensor) -> torch.Tensor:
 # --------------------------------------------------------------------------- files
 
 def data_root(root: str | Path | None = None) -> Path | None:
-    """`root`, else $MINIDIFF_DATA, else ../shared/data next to the repository if it exists."""
+    """`root`, else $MINIDIFF_DATA, else ../shared/data next to the repository if it exists.
+
+    MINIDIFF_NO_SHARED=1 (any value but empty or "0") turns the ../shared/data lookup off, as on
+    a fresh clone: without `root` or MINIDIFF_DATA the result is then None (no data).
+    """
     if root is not None:
         return Path(root).expanduser()
     if os.environ.get("MINIDIFF_DATA"):
         return Path(os.environ["MINIDIFF_DATA"]).expanduser()
+    if _no_shared():
+        return None
     shared = Path(__file__).resolve().parents[2] / "shared" / "data"
     return shared if shared.is_dir() else None
+
+
+def _no_shared() -> bool:
+    return os.environ.get("MINIDIFF_NO_SHARED", "") not in ("", "0")
+
+
+def available(name: str, root: str | Path | None = None) -> bool:
+    """Whether `load_dataset(name, root=root)` finds its files without downloading ('shapes': always)."""
+    return missing(name, root) is None
+
+
+def missing(name: str, root: str | Path | None = None) -> str | None:
+    """None if `load_dataset(name, root=root)` finds its files, else why not: the message loading
+    would raise (where it looked, how to get the data). Opens the archive, decodes nothing."""
+    if name == "shapes":
+        return None
+    if name not in ARCHIVES:
+        raise ValueError(f"unknown data set {name!r}; expected one of {', '.join(NAMES)}")
+    try:
+        _open_source(data_root(root), ARCHIVES[name], name)
+    except FileNotFoundError as e:
+        return str(e)
+    return None
 
 
 def _open_source(root: Path | None, zip_name: str, top: str) -> tuple[Callable, list[str], Path]:
@@ -95,8 +126,8 @@ def _open_source(root: Path | None, zip_name: str, top: str) -> tuple[Callable, 
         if (base / top).is_dir():
             names = sorted(p.relative_to(base).as_posix() for p in (base / top).rglob("*"))
             return (lambda name: (base / name).read_bytes()), names, base / top
-    looked = (f"{root}" if root is not None else
-              "nowhere: no root given, MINIDIFF_DATA unset, no ../shared/data")
+    shared = "../shared/data lookup off (MINIDIFF_NO_SHARED)" if _no_shared() else "no ../shared/data"
+    looked = f"{root}" if root is not None else f"nowhere: no root given, MINIDIFF_DATA unset, {shared}"
     raise FileNotFoundError(
         f"{top} data not found (looked in {looked}). To get it, either pass download=True to "
         f"let torchvision download the original data set (needs internet), or set MINIDIFF_DATA "
@@ -166,7 +197,7 @@ def load_cifar10(split: str = "train", root: str | Path | None = None, image_siz
         arrays = _torchvision_cifar10(split, root)
         arrays = {k: v[_subset(len(v), limit)] for k, v in arrays.items()}
     else:
-        read, names, source = _open_source(data_root(root), "cifar10-png.zip", "cifar10")
+        read, names, source = _open_source(data_root(root), ARCHIVES["cifar10"], "cifar10")
         names = [n for n in names if n.startswith(f"cifar10/{split}/") and n.endswith(".png")]
         names = [names[i] for i in _subset(len(names), limit)]  # sorted by class, then name
         labels = np.array([CIFAR10_CLASSES.index(n.split("/")[2]) for n in names])
@@ -214,7 +245,7 @@ def celeba_caption(attributes: dict[str, int]) -> str:
 def read_celeba_attributes(root: str | Path | None = None) -> tuple[list[str], list[str],
                                                                     np.ndarray]:
     """(image ids, the 40 attribute names, values (N, 40) in {0, 1}) from attributes.csv."""
-    read, _, _ = _open_source(data_root(root), "celeba-10k.zip", "celeba")
+    read, _, _ = _open_source(data_root(root), ARCHIVES["celeba"], "celeba")
     return _parse_attributes(read("celeba/attributes.csv"))
 
 
@@ -245,7 +276,7 @@ def load_celeba(split: str = "train", root: str | Path | None = None, image_size
     if download:
         arrays, attribute_names = _torchvision_celeba(split, root, image_size, limit, progress)
     else:
-        read, _, source = _open_source(data_root(root), "celeba-10k.zip", "celeba")
+        read, _, source = _open_source(data_root(root), ARCHIVES["celeba"], "celeba")
         ids, attribute_names, values = _parse_attributes(read("celeba/attributes.csv"))
         keep = {"train": slice(0, -CELEBA_TEST_SIZE), "test": slice(-CELEBA_TEST_SIZE, None),
                 "all": slice(None)}[split]

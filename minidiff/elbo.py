@@ -6,7 +6,7 @@
     L_0     = -E_q log p_theta(x_0 | x_1)
 
 All terms are per example (summed over pixels), in nats. `eps_model(x_t, t, context)`
-is any epsilon-model callable (DESIGN.md). L_0's decoder variance sigma_1^2 is the paper's
+is any epsilon-model callable (README.md, Notation). L_0's decoder variance sigma_1^2 is the paper's
 (beta_1 for var="beta") unless `decoder_var` picks another (see `gaussian.sigma2`).
 """
 

@@ -115,8 +115,8 @@ P2P_SETTINGS = {"colour": dict(word=0.8, self_steps=0.4, blend=True),
                 "background": dict(word=0.8, self_steps=0.4, blend=False)}
 
 
-def p2p_word_swaps(model, cases: EditCases, x_T: Tensor, w: float, steps: int, blend: bool, null: Tensor | None = None,
-         ) -> Tensor:
+def p2p_word_swaps(model, cases: EditCases, x_T: Tensor, w: float, steps: int, blend: bool,
+                   null: Tensor | None = None) -> Tensor:
     """P2P word swap of every case, one controller per edit kind (P2P_SETTINGS); returns the targets."""
     out = torch.empty_like(x_T)
     for kind, st in P2P_SETTINGS.items():
@@ -126,9 +126,8 @@ def p2p_word_swaps(model, cases: EditCases, x_T: Tensor, w: float, steps: int, b
         src, tgt = [cases.source_caption[i] for i in idx], [cases.target_caption[i] for i in idx]
         lb = None
         if blend and st["blend"]:
-            lb = LocalBlend(model.tokenizer, src, tgt, [cases.blend_source[i] for i in idx],
-                            [cases.blend_target[i] for i in idx],
-                            resolution=max(model.unet.cfg.attention_resolutions))
+            lb = LocalBlend.for_model(model, src, tgt, [cases.blend_source[i] for i in idx],
+                                      [cases.blend_target[i] for i in idx])
         changed = {b for s, t in zip(src, tgt, strict=True)
                    for a, b in zip(s.split(), t.split(), strict=True) if a != b}
         ctrl = Replace(model.tokenizer, src, tgt, timesteps(model.schedule.T, steps),

@@ -1,7 +1,7 @@
 """A trained diffusion model as one object: eps-network, text encoder, tokenizer, schedule.
 
 `DiffusionModel` is itself an eps-model callable, `model(x_t, t, context) -> eps`
-(DESIGN.md), so every sampler, inversion and editor takes it directly. Prompts are
+(README.md, Notation), so every sampler, inversion and editor takes it directly. Prompts are
 turned into `context` once, outside the sampling loop:
 
     context = model.encode_text(["a red circle on the left on a gray background"])  # (B, L, D)

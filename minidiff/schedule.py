@@ -1,6 +1,6 @@
 """Noise schedules and timestep grids, in the papers' indexing.
 
-Paper indexing (DESIGN.md): x_0 is data and t = 1..T. Every schedule tensor has
+Paper indexing (README.md, Notation): x_0 is data and t = 1..T. Every schedule tensor has
 length T+1 and index 0 means "data":
 
     beta[0] = 0,   alpha[0] = 1,   alpha_bar[0] = 1,

@@ -189,7 +189,7 @@ def _all_reduce_grads(params: list[torch.nn.Parameter], world: int) -> None:
 
 
 def train(cfg: TrainConfig, resume: bool = True, progress: bool = True, _kill_at_step: int | None = None) -> Path:
-    """Train (or resume) `cfg.task` ("diffusion" or "autoencoder"); returns the run folder.
+    """Train (or resume) `cfg.task` ("diffusion", "autoencoder" or "classifier"); returns the run folder.
 
     Files in `cfg.out`: state.safetensors (resume), model.{json,safetensors} (the EMA weights,
     loadable with `minidiff.checkpoint.load_model`), log.jsonl, config.json, and for diffusion

@@ -150,6 +150,15 @@ print(f"two coupling layers: mean |w - z| = {(w - z).abs().mean():.2f}; inverted
 # $y_t = (y^{\text{inter}} - b_t \epsilon_\theta(x^{\text{inter}}, t))/a_t$,
 # $x_t = (x^{\text{inter}} - b_t \epsilon_\theta(y_t, t))/a_t$. Sampling starts from $x_T = y_T$, inversion from
 # $x_0 = y_0 =$ the image. Below: one step inline, in float64, against `minidiff.edict`, and against DDIM.
+#
+# **Update order.** The equations update $x$ first. The paper's reference code (`salesforce/EDICT`, with its
+# default `leapfrog_steps=True`) alternates: on generation step $i$ ($i = 0$ the noisiest) $x$ goes first when $i$
+# is even and $y$ first when $i$ is odd,
+# $y^{\text{inter}}_t = a_t y_t + b_t\, \epsilon_\theta(x_t, t)$,
+# $x^{\text{inter}}_t = a_t x_t + b_t\, \epsilon_\theta(y^{\text{inter}}_t, t)$, with the mixing lines unchanged;
+# inversion undoes each step with that step's order. `minidiff.edict` does the same by default (`leapfrog=True`;
+# `edict_step(..., first="y")` is one odd step); `leapfrog=False` always updates $x$ first. Both orders are exact;
+# sections 3 and 5 measure how they differ.
 
 # %%
 model64 = copy.deepcopy(model).double()
@@ -183,6 +192,13 @@ with torch.no_grad():
     x_back = (x_inter_back - b * eps(y_back)) / a
 assert_close(x_prev, lib[0], rtol=0, atol=1e-12)
 assert_close(y_prev, lib[1], rtol=0, atol=1e-12)
+with torch.no_grad():  # the reference's odd (y-first) step, inline, against first="y"
+    y_inter_odd = a * y_t + b * eps(x_t)
+    x_inter_odd = a * x_t + b * eps(y_inter_odd)
+    x_odd = p * x_inter_odd + (1 - p) * y_inter_odd
+    lib_odd = edict_step(model64, sched, x_t, y_t, t, t_prev, p, ctx64, first="y")
+assert_close(x_odd, lib_odd[0], rtol=0, atol=1e-12)
+assert_close(p * y_inter_odd + (1 - p) * x_odd, lib_odd[1], rtol=0, atol=1e-12)
 print(f"one DDIM step undone with eps(x_(t-1)):  max |error| = {(x_ddim_back - x_t).abs().max():.1e}")
 edict_error = max((x_back - x_t).abs().max(), (y_back - y_t).abs().max())
 print(f"one EDICT step undone exactly:          max |error| = {edict_error:.1e}")
@@ -260,6 +276,34 @@ plt.show()
 # but not with 20 on this model, where a smaller $p$ is needed. Push $p$ lower and the inversion's $1/p^2$ per step
 # takes over: $x_T$ and $y_T$ fly apart and the float32 round trip breaks down, although the algebra is still exact.
 # The paper ran in float64 (its code casts Stable Diffusion to double) and used $p = 0.93$.
+#
+# **The update order.** The sweep above alternated which sequence goes first (the default, as the reference code).
+# With $x$ always first the coupling is lopsided: $x$ is always moved by $\epsilon$ at the old $y$ and $y$ always
+# by $\epsilon$ at the new $x^{\text{inter}}$, so the same bias pushes $x - y$ the same way at every step.
+# Alternating swaps the roles each step and the bias largely cancels. The same sampling runs, both orders:
+
+# %%
+ORDER_P = (1.0, 0.93)
+
+
+def drift_of(p: float, leapfrog: bool) -> list[float]:
+    drift: list[float] = []
+    edict_sample(model, sched, x_T, steps=SWEEP_STEPS, p=p, context=ctx, leapfrog=leapfrog,
+                 callback=lambda s: drift.append(rms(s["x_prev"] - s["y_prev"])))
+    return drift
+
+
+order_drift = {(p, lf): drift_of(p, lf) for p in ORDER_P for lf in (True, False)}
+fig, ax = plt.subplots(figsize=(5.5, 3.2))
+for (p, lf), d in order_drift.items():
+    ax.semilogy(range(1, SWEEP_STEPS + 1), d, "-" if lf else "--", color=f"C{ORDER_P.index(p)}",
+                label=f"p = {p:g}, {'alternating (leapfrog)' if lf else 'x always first'}")
+ax.set(title=f"RMS |x - y| after each step ({SWEEP_STEPS} steps)", xlabel="step")
+ax.legend(fontsize=7)
+fig.tight_layout()
+plt.show()
+for (p, lf), d in order_drift.items():
+    print(f"p = {p:4.2f}, {'leapfrog    ' if lf else 'x first     '}: max RMS |x - y| {max(d):.3g}, final {d[-1]:.3g}")
 
 # %% [markdown]
 # ## 4. Reconstruction in miniature: the paper's Table 1
@@ -342,28 +386,35 @@ print(f"EDICT's x and y differ by RMS {rms(x_edict - y_edict):.3f}")
 # source each keeps away from the object. EDICT's advantage grows with the inversion error of the model (large
 # guidance, large images, latent models). With 20
 # steps and $p = 0.93$, EDICT's two sequences drift apart under the new prompt on this model (section 3): try it.
-#
+
+# %% [markdown]
 # ## 6. Latent models
 #
-# On CIFAR-10 or CelebA the same `edict_edit` runs in the latent space of lecture 6's KL autoencoder:
-# `edict_edit(..., encode=ae.to_latent, decode=ae.from_latent)`. The reconstruction floor is then the
-# autoencoder's, as in the paper's Table 1 (`edict_table(..., ae=ae)` adds that row). This needs the latent
-# checkpoints; the cell below skips when they are absent.
+# The shipped `cifar10` checkpoint is a *latent* diffusion model (lecture 6 builds and trains it): an autoencoder,
+# `cifar10_ae`, compresses each $3 \times 32 \times 32$ image to a $4 \times 8 \times 8$ latent, and the diffusion runs
+# on latents; `model.encode` (image to latent) and `model.decode` (latent to image) go between the two spaces.
+#
+# EDICT itself is unchanged: `edict_edit(..., encode=model.encode, decode=model.decode)` inverts the source's latent
+# and decodes the edited one. The reconstruction floor is then the autoencoder's, as in the paper's Table 1
+# (`edict_table(..., ae=model.autoencoder)` adds that row; `data/README.md` has the table measured on `cifar10`).
+# This needs the latent checkpoints and the CIFAR-10 test images; the cell below says what it skips when either is
+# absent.
 
 # %%
-LATENT = {"cifar10": ("cifar10", "cifar10_ae")}  # data set: (diffusion checkpoint, autoencoder checkpoint)
-for name, (diffusion_name, ae_name) in LATENT.items():
-    if not (pretrained.available(diffusion_name) and pretrained.available(ae_name)):
-        print(f"{name}: no checkpoints {diffusion_name!r} + {ae_name!r} in {pretrained.checkpoint_dir()}; skipped")
-        continue
-    from minidiff.data import load_dataset
+from minidiff.data import load_dataset, missing
 
-    latent_model, ae = pretrained.load(diffusion_name), pretrained.load(ae_name)
-    item = next(it for it in load_dataset(name, "test", limit=200, progress=False) if "cat" in it["caption"])
+if not (pretrained.available("cifar10") and pretrained.available("cifar10_ae")):
+    print(f"skipping §6: no checkpoints 'cifar10' + 'cifar10_ae' in {pretrained.checkpoint_dir()}")
+elif (why := missing("cifar10")) is not None:
+    print(f"skipping §6, CIFAR-10 test images not found: {why}")
+else:
+    latent_model = pretrained.load("cifar10")  # attaches data/cifar10_ae
+    item = next(it for it in load_dataset("cifar10", "test", limit=200, progress=False) if "cat" in it["caption"])
     contexts = latent_model.encode_text([item["caption"], item["caption"].replace("cat", "dog")])
     x_cat = item["image"][None]
     x_dog, _ = edict_edit(latent_model, latent_model.schedule, x_cat, contexts[:1], contexts[1:], steps=EDIT_STEPS,
-                          guidance=(latent_model.null_context(1), W), encode=ae.to_latent, decode=ae.from_latent)
+                          guidance=(latent_model.null_context(1), W), encode=latent_model.encode,
+                          decode=latent_model.decode)
     fig, ax = plt.subplots(1, 2, figsize=(4, 2.2))
     for axis, image, title in zip(ax, [x_cat, x_dog], ["source", "EDICT: cat -> dog"], strict=True):
         axis.imshow(to_numpy_image(image[0]))

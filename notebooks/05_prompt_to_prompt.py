@@ -164,9 +164,12 @@ except ValueError as e:
 # %% [markdown]
 # ## 3. Refinement and re-weighting
 #
-# **Refinement** adds words. An alignment $A$ maps each target token to a source token (here a longest common
-# subsequence of words); aligned tokens take the source's maps, new words keep their own:
+# **Refinement** adds words. An alignment $A$ maps each target token to a source token; aligned tokens take the
+# source's maps, new words keep their own:
 # $(\mathrm{Edit})_{i,j} = (M^*_t)_{i,j}$ if $A(j) = \varnothing$, else $(M_t)_{i,A(j)}$.
+# $A$ is the reference code's global alignment (`p2p.global_alignment`: Needleman-Wunsch with match 1, mismatch -1,
+# gap 0, ties broken towards inserted target words). Ties are common when a word repeats: below, the "on" of
+# "on the right" takes the maps of the source's "on a white background", and the "on" after "right" is new.
 
 # %%
 one = "a red circle on the left on a white background"
@@ -197,13 +200,12 @@ show(rows, titles)
 #
 # After each step, $x^*_t \leftarrow x_t + m \odot (x^*_t - x_t)$ with a binary mask $m$ from the (accumulated)
 # maps of chosen words in both prompts: sum the words' maps, 3x3 max-pool, upsample to $x_t$'s size, normalise,
-# threshold. Its resolution comes from the UNet config (`max(model.unet.cfg.attention_resolutions)`). Outside the
-# mask the target *is* the source, bit for bit.
+# threshold. `LocalBlend.for_model` reads the maps at the largest cross-attention resolution of the model's UNet
+# config (`max(model.unet.cfg.attention_resolutions)`). Outside the mask the target *is* the source, bit for bit.
 
 # %%
 tgt_colour = "a red circle on the left and a green square on the right on a white background"
-blend = LocalBlend(tok, [src], [tgt_colour], [["blue"]], [["green"]],
-                   resolution=max(model.unet.cfg.attention_resolutions))
+blend = LocalBlend.for_model(model, [src], [tgt_colour], [["blue"]], [["green"]])
 a, x = p2p_sample(model, Replace(tok, src, tgt_colour, grid, cross_steps=0.8, local_blend=blend), x_T, guidance=W)
 mask = blend.last_mask
 outside = (mask == 0).expand_as(a)
@@ -258,7 +260,7 @@ assert gain.item() > 3
 
 # %%
 inv = null_text_invert(model, sched, x0, ctx, null, w=W, steps=STEPS)
-blend = LocalBlend(tok, prompt, cases.target_caption, [["red"]], [["green"]], resolution=16)
+blend = LocalBlend.for_model(model, prompt, cases.target_caption, [["red"]], [["green"]])
 edit = Replace(tok, prompt, cases.target_caption, grid, cross_steps=0.8, self_steps=0.4, local_blend=blend)
 rec, x = p2p_sample(model, edit, inv.x_T, guidance=W, null_embeddings=inv.null_embeddings)
 show([x0[0], rec[0], x[0], cases.target[0]],
@@ -271,8 +273,8 @@ print(f"PSNR to the exact target: {psnr(x, cases.target).item():.1f} dB")
 #
 # Because `shapes` scenes can be re-rendered with one word changed, every edit has an exact target. The table
 # scores each method by the checker's verdict on the target prompt, PSNR to the target, and PSNR/SSIM of the region
-# the edit must not touch. `python -m minidiff bench edit` runs it on 120 scenes with 50 steps (numbers in
-# `data/README.md`); here a few scenes:
+# the edit must not touch. `python -m minidiff bench edit` runs it on 120 scenes with 50 steps by default
+# (`data/README.md` has the table for 102 scenes at 25 steps); here a few scenes:
 
 # %%
 rows = edit_benchmark(model, n=N_BENCH, w=W, steps=max(STEPS, 25) if FAST else 50,

@@ -29,7 +29,7 @@
 # 5. Measuring sample quality honestly: the project's classifier, classifier-FID/KID, floor and ceiling rows.
 
 # %% tags=["parameters"]
-# FAST = True is the CI-sized run (about a minute on one CPU core). FAST = False: more samples and images.
+# FAST = True is the CI-sized run (about two minutes on one CPU core). FAST = False: more samples and images.
 FAST = True
 
 # %%
@@ -40,6 +40,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from minidiff import pretrained
+from minidiff.data import missing
 from minidiff.evaluate import generate
 from minidiff.experiments_latent import heldout, quality_table
 from minidiff.metrics import psnr, ssim
@@ -53,20 +54,20 @@ STEPS = 10 if FAST else 25
 t_start = time.time()
 
 
-def have(*names: str) -> bool:
-    missing = [n for n in names if not pretrained.available(n)]
-    if missing:
-        print(f"checkpoints {missing} are not in {pretrained.checkpoint_dir()}; this section is skipped")
-    return not missing
+def have(section: str, *names: str) -> bool:
+    """Whether the checkpoints `names` are shipped; if not, says that `section` is skipped."""
+    absent = [n for n in names if not pretrained.available(n)]
+    if absent:
+        print(f"skipping {section}: checkpoints {absent} are not in {pretrained.checkpoint_dir()}")
+    return not absent
 
 
-def data_available(name: str) -> bool:
-    try:
-        heldout(name, 1)
-        return True
-    except (FileNotFoundError, ValueError) as e:
-        print(f"{name} data not found ({e}); this section is skipped")
-        return False
+def data_available(section: str, name: str) -> bool:
+    """Whether the CIFAR-10 / CelebA images are found (never downloads); if not, says why `section` is skipped."""
+    why = missing(name)
+    if why is not None:
+        print(f"skipping {section} for {name}: {why}")
+    return why is None
 
 
 def grid(images, titles=None, ncol=8):
@@ -119,7 +120,7 @@ print(f"\nlatent / pixel: FLOPs {latent[0] / pixel[0]:.2f}, time {latent[1] / pi
 
 # %%
 for name in ("cifar10", "celeba"):
-    if not (have(f"{name}_ae") and data_available(name)):
+    if not (have("§2", f"{name}_ae") and data_available("§2", name)):
         continue
     ae = pretrained.load(f"{name}_ae")
     x, _ = heldout(name, N_IMAGES)
@@ -145,7 +146,7 @@ for name in ("cifar10", "celeba"):
 # $\mathrm{softmax}(QK^\top/\sqrt d)\,V$ (lecture 5 edits exactly these maps).
 
 # %%
-if have("cifar10"):
+if have("§3", "cifar10"):
     model = pretrained.load("cifar10")
     print("vocabulary:", model.tokenizer.words)
     print("text encoder:", model.text_encoder.cfg, "| UNet cross-attention layers:",
@@ -167,7 +168,7 @@ prompts = {"cifar10": [f"a photo of a {c}" for c in ("airplane", "automobile", "
                       "a photo of a young man with brown hair", "a photo of a woman with eyeglasses",
                       "a photo of a smiling man with gray hair"]}
 for name, ps in prompts.items():
-    if not have(name):
+    if not have("§4", name):
         continue
     model = pretrained.load(name)
     x = generate(model, [p for p in ps for _ in range(2)], guidance=3.0, steps=STEPS, progress=False)
@@ -185,7 +186,7 @@ for name, ps in prompts.items():
 
 # %%
 for name in ("cifar10", "celeba"):
-    if have(name, f"{name}_classifier") and data_available(name):
+    if have("§5", name, f"{name}_classifier") and data_available("§5", name):
         quality_table(name, f"{name}_classifier", n=N_QUALITY, steps=STEPS)
 
 # %% [markdown]

@@ -1,5 +1,7 @@
 """The command line: every subcommand documents itself, and bad prompts get a clear error."""
 
+import re
+
 import pytest
 
 from minidiff.__main__ import main
@@ -13,6 +15,16 @@ def test_every_subcommand_has_help(cmd, capsys):
         main([cmd, "--help"])
     assert exit_.value.code == 0
     assert "usage: python -m minidiff " + cmd in capsys.readouterr().out
+
+
+def test_module_docstring_names_exactly_the_subcommands(capsys):
+    """`python -m minidiff --help` shows the module docstring; its {a,b,...} list is argparse's own."""
+    import minidiff.__main__ as cli
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    commands = re.search(r"\{[a-z,-]+\}", capsys.readouterr().out).group(0)  # the usage line's subcommands
+    assert commands in cli.__doc__, (commands, cli.__doc__)
 
 
 def test_sample_writes_a_grid_and_rejects_unknown_words(tmp_path):

@@ -1,6 +1,7 @@
 """Data loaders read the shared archives (never download) and give what the docs promise."""
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,13 +11,9 @@ from PIL import Image
 from minidiff import data
 from minidiff.shapes import ShapesDataset, parse_caption
 
-ROOT = data.data_root()
-HAVE_CIFAR = ROOT is not None and (ROOT / "cifar10-png.zip").is_file()
-HAVE_CELEBA = ROOT is not None and (ROOT / "celeba-10k.zip").is_file()
-needs_cifar = pytest.mark.skipif(not HAVE_CIFAR, reason=f"no cifar10-png.zip in {ROOT} (set "
-                                 "MINIDIFF_DATA to the folder of the shared archives)")
-needs_celeba = pytest.mark.skipif(not HAVE_CELEBA, reason=f"no celeba-10k.zip in {ROOT} (set "
-                                  "MINIDIFF_DATA to the folder of the shared archives)")
+CIFAR_MISSING, CELEBA_MISSING = data.missing("cifar10"), data.missing("celeba")  # None: found
+needs_cifar = pytest.mark.skipif(CIFAR_MISSING is not None, reason=f"{CIFAR_MISSING}")
+needs_celeba = pytest.mark.skipif(CELEBA_MISSING is not None, reason=f"{CELEBA_MISSING}")
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -110,6 +107,28 @@ def test_missing_data_error_says_how_to_get_it(tmp_path):
         message = str(error.value)
         assert "download=True" in message and "MINIDIFF_DATA" in message
         assert archive in message and str(tmp_path / "nowhere") in message
+
+
+def test_no_shared_turns_off_the_sibling_lookup_but_not_minidiff_data(tmp_path, monkeypatch):
+    """MINIDIFF_NO_SHARED=1 stands for a fresh clone: no ../shared/data, so nothing is found and
+    `available` says so; an explicit MINIDIFF_DATA or root still wins; "0" leaves the lookup on."""
+    monkeypatch.delenv("MINIDIFF_DATA", raising=False)
+    monkeypatch.setenv("MINIDIFF_NO_SHARED", "1")
+    assert data.data_root() is None
+    assert not data.available("cifar10") and not data.available("celeba") and data.available("shapes")
+    assert "MINIDIFF_NO_SHARED" in data.missing("cifar10") and "cifar10-png.zip" in data.missing("cifar10")
+    with pytest.raises(FileNotFoundError, match="MINIDIFF_NO_SHARED"):
+        data.load_dataset("celeba", "test")
+    monkeypatch.setenv("MINIDIFF_DATA", str(tmp_path))
+    assert data.data_root() == tmp_path and not data.available("cifar10")
+    (tmp_path / "cifar10" / "test" / "cat").mkdir(parents=True)
+    assert data.available("cifar10") and data.available("cifar10", root=tmp_path)
+    monkeypatch.delenv("MINIDIFF_DATA")
+    monkeypatch.setenv("MINIDIFF_NO_SHARED", "0")
+    shared = Path(data.__file__).resolve().parents[2] / "shared" / "data"
+    assert data.data_root() == (shared if shared.is_dir() else None)
+    with pytest.raises(ValueError, match="mnist"):
+        data.available("mnist")
 
 
 def test_extracted_folder_works_like_the_zip(tmp_path):

@@ -144,12 +144,11 @@ def test_conditional_accuracy_counts_agreement_with_the_caption():
 
 
 def _cifar10_test():
-    from minidiff.data import load_dataset
+    from minidiff.data import load_dataset, missing
 
-    try:
-        return load_dataset("cifar10", "test", progress=False)
-    except (FileNotFoundError, ValueError) as e:
-        pytest.skip(f"CIFAR-10 data not available: {e}")
+    if (why := missing("cifar10")) is not None:
+        pytest.skip(why)
+    return load_dataset("cifar10", "test", progress=False)
 
 
 def test_shipped_cifar10_classifier_reaches_80_percent_on_held_out_images():

@@ -23,6 +23,9 @@ LECTURES = sorted(NOTEBOOK_DIR.glob("[0-9]*.py"))
 # display output, as in Jupyter. Setting it explicitly keeps a GUI MPLBACKEND of the caller out.
 KERNEL_ENV = {**os.environ, "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")  # IPython colours its tracebacks
+# Notebooks that read CIFAR-10 / CelebA (directly or through the latent experiments' held-out sets).
+DATA_USE = re.compile(r"\bminidiff\.data\b|\bload_dataset\b|\bheldout\b|\bquality_table\b|\bautoencoder_table\b")
+DATA_NOTEBOOKS = [p for p in LECTURES if DATA_USE.search(p.read_text())]
 
 
 def first_code_cell(nb) -> "nbformat.NotebookNode":
@@ -37,17 +40,44 @@ def test_lecture_notebook_has_a_parameters_cell_setting_fast(path):
     assert re.search(r"^FAST\s*=\s*True\b", cell.source, re.M), f"{path.name}: first code cell must set FAST = True"
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("path", LECTURES, ids=[p.name for p in LECTURES])
-def test_lecture_notebook_executes_in_fast_mode(path, tmp_path):
+def execute(path: Path, workdir: Path, env: dict[str, str]) -> "nbformat.NotebookNode":
+    """Run the notebook in FAST mode in a fresh kernel; a cell that raises fails the test."""
     nb = jupytext.read(path)
     assert re.search(r"^FAST\s*=\s*True\b", first_code_cell(nb).source, re.M)
     client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
-                                     resources={"metadata": {"path": str(tmp_path)}})
+                                     resources={"metadata": {"path": str(workdir)}})
     try:
-        client.execute(env=KERNEL_ENV)
+        client.execute(env=env)
     except nbclient.exceptions.CellExecutionError as err:  # its message holds the cell's source and traceback
         pytest.fail(f"{path.name}: {ANSI_ESCAPE.sub('', str(err))}", pytrace=False)
+    return nb
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", LECTURES, ids=[p.name for p in LECTURES])
+def test_lecture_notebook_executes_in_fast_mode(path, tmp_path):
+    execute(path, tmp_path, KERNEL_ENV)
+
+
+def test_the_notebooks_that_read_cifar10_or_celeba_are_found():
+    assert {"04_edict.py", "06_latent_diffusion.py"} <= {p.name for p in DATA_NOTEBOOKS}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", DATA_NOTEBOOKS, ids=[p.name for p in DATA_NOTEBOOKS])
+def test_notebook_without_cifar10_or_celeba_skips_those_sections_and_says_why(path, tmp_path):
+    """A fresh clone: MINIDIFF_DATA is an empty folder and the ../shared/data lookup is off
+    (MINIDIFF_NO_SHARED). The notebook still runs to the end, and prints which section it skips and why."""
+    from minidiff import pretrained
+
+    empty = tmp_path / "no_data"
+    empty.mkdir()
+    nb = execute(path, tmp_path, {**KERNEL_ENV, "MINIDIFF_DATA": str(empty), "MINIDIFF_NO_SHARED": "1"})
+    printed = "".join(out.get("text", "") for cell in nb.cells if cell.cell_type == "code"
+                      for out in cell.outputs if out.output_type == "stream")
+    assert re.search(r"skipping §\d", printed), f"{path.name} printed no skip notice:\n{printed[-2000:]}"
+    if pretrained.available("cifar10") and pretrained.available("cifar10_ae"):  # else it skips for the checkpoints
+        assert "data not found" in printed and str(empty) in printed, printed[-2000:]
 
 
 def test_notebooks_never_install_packages():
