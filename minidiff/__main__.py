@@ -67,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--prompt", default="a red circle on the left on a gray background")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--float64", action="store_true", help="edict: run model and images in float64")
+    b.add_argument("--edict-steps", type=int, default=None, help="edit: EDICT's steps (default max(steps, 50))")
     b.add_argument("--out", default="out")
     c = sub.add_parser("train-classifier", help="train the noise-conditional shapes classifier for classifier guidance")
     c.add_argument("--checkpoint", default="shapes", help="the diffusion model whose schedule the classifier uses")
@@ -148,7 +149,8 @@ def _bench(a) -> int:
 
         if a.what == "edit":
             experiments_p2p.edit_benchmark(model, n=a.n or 120, w=(a.guidance or [3.0])[0], steps=(a.steps or [50])[0],
-                                           seed=a.seed, figure=str(out / "edit_benchmark.png"))
+                                           seed=a.seed, figure=str(out / "edit_benchmark.png"),
+                                           edict_steps=a.edict_steps)
         else:
             experiments_p2p.null_text_table(model, n=a.n or 16, ws=tuple(a.guidance or (3.0, 7.5)),
                                             steps=(a.steps or [50])[0], seed=a.seed)

@@ -233,3 +233,16 @@ def test_null_text_inversion_beats_ddim_inversion_under_guidance(model):
     assert gap > 10.0, gap
     assert inv.null_embeddings.shape == (S, 4, *null.shape[1:])
     assert torch.equal(inv.pivots[0], x0) and torch.equal(inv.pivots[-1], inv.x_T)
+
+
+def test_edit_benchmark_scores_its_reference_rows_exactly(model):
+    """`bench edit` plumbing on 3 scenes (one per edit kind): the rendered target scores success 1 and infinite PSNR,
+    the unchanged source success 0 and an infinite kept-region PSNR; only the selected method is run."""
+    from minidiff.experiments_p2p import edit_benchmark
+
+    rows = {r["method"]: r for r in edit_benchmark(model, n=3, steps=5, methods=("SDEdit t0 = 0.5 T",))}
+    assert list(rows) == ["rendered target (ceiling)", "source unchanged (no edit)", "SDEdit t0 = 0.5 T"]
+    ceiling, none = rows["rendered target (ceiling)"], rows["source unchanged (no edit)"]
+    assert ceiling["success"] == 1.0 and ceiling["psnr_target"] == float("inf") and ceiling["ssim_keep"] == 1.0
+    assert none["success"] == 0.0 and none["psnr_keep"] == float("inf")
+    assert 0 <= rows["SDEdit t0 = 0.5 T"]["success"] <= 1
