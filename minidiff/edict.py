@@ -41,8 +41,9 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .gaussian import predict_x0
-from .samplers import EpsModel, check_grid, timestep_pair, with_guidance
-from .schedule import Schedule, timesteps
+from .guidance import Guidance, guided
+from .protocols import EpsModel
+from .schedule import Schedule, inversion_pairs, per_row, resolve_grid, step_pairs, t_batch, timestep_pair, timesteps
 
 
 def edict_coefficients(sched: Schedule, t: int | Tensor, t_prev: int | Tensor) -> tuple[Tensor, Tensor]:
@@ -77,8 +78,7 @@ def _step_setup(sched: Schedule, x: Tensor, t: int | Tensor, t_prev: int | Tenso
         raise ValueError(f"t and t_prev must be ints or have shape (B,) = ({B},), "
                          f"got {len(t_idx)} and {len(t_prev_idx)} values")
     a, b = edict_coefficients(sched, t_idx, t_prev_idx)
-    shape = (-1, *([1] * (x.ndim - 1)))
-    return t_idx.expand(B).to(x.device), a.to(x).view(shape), b.to(x).view(shape)
+    return t_idx.expand(B).to(x.device), per_row(a, x), per_row(b, x)
 
 
 def _check_first(first: str) -> None:
@@ -155,46 +155,40 @@ def edict_step_inverse(eps_model: EpsModel, sched: Schedule, x_prev: Tensor, y_p
     return (u, v) if first == "x" else (v, u)
 
 
-def _grid(sched: Schedule, steps: int, spacing: str, grid: Tensor | None) -> Tensor:
-    return timesteps(sched.T, steps, spacing) if grid is None else check_grid(grid, sched.T)
-
-
 @torch.no_grad()
 def edict_sample(eps_model: EpsModel, sched: Schedule, x_T: Tensor, y_T: Tensor | None = None, steps: int = 50,
-                 p: float = 0.93, context: Tensor | None = None, guidance: tuple[Tensor, float] | None = None,
+                 p: float = 0.93, context: Tensor | None = None, guidance: Guidance | None = None,
                  spacing: str = "leading", grid: Tensor | None = None, leapfrog: bool = True,
                  callback: Callable[[dict], None] | None = None, progress: bool = False) -> tuple[Tensor, Tensor]:
     """EDICT sampling: `edict_step` over the grid tau_S > ... > tau_1 > 0 from (x_T, y_T), y_T = x_T by default.
 
-    x_T, y_T: (B, ...). `guidance = (null_context, w)` runs every model call through classifier-free guidance.
+    x_T, y_T: (B, ...). `guidance` runs every model call through classifier-free guidance.
     A custom `grid` (descending, ending at 0, see `check_grid`) replaces steps and spacing. `leapfrog` alternates
     the sequence updated first (`first_updated`; the reference code's default), else x is always first.
     `callback` gets {"i", "t", "t_prev", "first", "x_t", "y_t", "x_inter", "y_inter", "eps_x", "eps_y", "x_prev",
     "y_prev", "x0_pred"} after every step; x0_pred is predicted from the step's first model call (at y_t when x is
     updated first, at x_t when y is). Returns (x_0, y_0); the paper reports x_0.
     """
-    grid = _grid(sched, steps, spacing, grid)
+    grid = resolve_grid(sched.T, steps, spacing, grid)
     _check_p(p)
     x, y = x_T, (x_T if y_T is None else y_T)
     _check_pair(x, y, "x_T and y_T")
-    model = with_guidance(eps_model, guidance)
-    pairs = list(zip(grid[:-1].tolist(), grid[1:].tolist(), strict=True))
-    for i, (t, t_prev) in enumerate(tqdm(pairs, disable=not progress, desc="EDICT")):
+    model = guided(eps_model, guidance)
+    for i, (t, t_prev) in enumerate(tqdm(step_pairs(grid), disable=not progress, desc="EDICT")):
         trace: dict = {}
         first = first_updated(i, leapfrog)
         x_prev, y_prev = edict_step(model, sched, x, y, t, t_prev, p, context, first, trace)
         if callback is not None:
-            t_vec = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
             v, eps_v = (y, trace["eps_y"]) if first == "x" else (x, trace["eps_x"])
             callback({"i": i, "t": t, "t_prev": t_prev, "first": first, "x_t": x, "y_t": y, **trace,
-                      "x_prev": x_prev, "y_prev": y_prev, "x0_pred": predict_x0(sched, v, t_vec, eps_v)})
+                      "x_prev": x_prev, "y_prev": y_prev, "x0_pred": predict_x0(sched, v, t_batch(t, v), eps_v)})
         x, y = x_prev, y_prev
     return x, y
 
 
 @torch.no_grad()
 def edict_invert(eps_model: EpsModel, sched: Schedule, x0: Tensor, y0: Tensor | None = None, steps: int = 50,
-                 p: float = 0.93, context: Tensor | None = None, guidance: tuple[Tensor, float] | None = None,
+                 p: float = 0.93, context: Tensor | None = None, guidance: Guidance | None = None,
                  spacing: str = "leading", grid: Tensor | None = None, leapfrog: bool = True,
                  callback: Callable[[dict], None] | None = None, progress: bool = False) -> tuple[Tensor, Tensor]:
     """EDICT inversion (x_0, y_0) -> (x_T, y_T): `edict_step_inverse` over the sampler's grid walked upwards,
@@ -205,13 +199,11 @@ def edict_invert(eps_model: EpsModel, sched: Schedule, x0: Tensor, y0: Tensor | 
     x0, y0: (B, ...). `callback` gets {"i", "t_prev", "t", "first", "x_prev", "y_prev", "x_inter", "y_inter",
     "eps_x", "eps_y", "x_t", "y_t"} after every step. Returns (x_T, y_T) at t = grid[0].
     """
-    grid = _grid(sched, steps, spacing, grid)
+    grid = resolve_grid(sched.T, steps, spacing, grid)
     _check_p(p)
     x, y = x0, (x0 if y0 is None else y0)
     _check_pair(x, y, "x0 and y0")
-    model = with_guidance(eps_model, guidance)
-    up = grid.flip(0).tolist()  # 0 = t_0 < tau_1 < ... < tau_S
-    pairs = list(zip(up[:-1], up[1:], strict=True))
+    model, pairs = guided(eps_model, guidance), inversion_pairs(grid)
     for k, (t_prev, t) in enumerate(tqdm(pairs, disable=not progress, desc="EDICT inversion")):
         trace: dict = {}
         first = first_updated(len(pairs) - 1 - k, leapfrog)  # the generation step this one undoes
@@ -237,7 +229,7 @@ def edit_grid(T: int, steps: int = 50, strength: float = 0.8, spacing: str = "le
 @torch.no_grad()
 def edict_edit(eps_model: EpsModel, sched: Schedule, x0: Tensor, base_context: Tensor | None,
                target_context: Tensor | None, steps: int = 50, p: float = 0.93,
-               guidance: tuple[Tensor, float] | None = None, strength: float = 0.8, spacing: str = "leading",
+               guidance: Guidance | None = None, strength: float = 0.8, spacing: str = "leading",
                grid: Tensor | None = None, leapfrog: bool = True, encode: Callable[[Tensor], Tensor] | None = None,
                decode: Callable[[Tensor], Tensor] | None = None, callback: Callable[[dict], None] | None = None,
                progress: bool = False) -> tuple[Tensor, Tensor]:
@@ -246,15 +238,15 @@ def edict_edit(eps_model: EpsModel, sched: Schedule, x0: Tensor, base_context: T
         (x_t0, y_t0) = edict_invert(x0, C_base)            t0 = edit_grid(T, steps, strength)[0]
         (x_0', y_0') = edict_sample(x_t0, y_t0, C_target)
 
-    `guidance = (null_context, w)` is used by both halves, as in the reference code (one guidance_scale, default 3,
+    `guidance` (a `Guidance`) is used by both halves, as in the reference code (one guidance_scale, default 3,
     for the inversion under the base prompt and the generation under the target prompt); so base = target with any
     guidance returns x0 exactly. A `grid` replaces steps/strength/spacing. `leapfrog` (default, the reference's)
-alternates the update order from the edit's first step, i = 0 at t0 (`first_updated`). Latent diffusion: pass
+    alternates the update order from the edit's first step, i = 0 at t0 (`first_updated`). Latent diffusion: pass
     `encode=ae.to_latent, decode=ae.from_latent` (`nn.autoencoder.Autoencoder`); pixel space by default.
     `callback` gets the inversion's and the sampling's dicts with "phase": "invert" / "sample".
     x0: (B, C, H, W). Returns the edited (x_0', y_0'), decoded; the paper and its reference code show x_0'.
     """
-    grid = edit_grid(sched.T, steps, strength, spacing) if grid is None else check_grid(grid, sched.T)
+    grid = edit_grid(sched.T, steps, strength, spacing) if grid is None else resolve_grid(sched.T, grid=grid)
     z0 = x0 if encode is None else encode(x0)
 
     def tagged(phase: str) -> Callable[[dict], None] | None:

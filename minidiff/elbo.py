@@ -13,7 +13,6 @@ is any epsilon-model callable (README.md, Notation). L_0's decoder variance sigm
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -27,9 +26,8 @@ from .gaussian import (
     q_sample,
     sigma2,
 )
-from .schedule import Schedule
-
-EpsModel = Callable[[Tensor, Tensor, "Tensor | None"], Tensor]
+from .protocols import EpsModel
+from .schedule import Schedule, t_batch
 
 
 def _sum(x: Tensor) -> Tensor:
@@ -37,13 +35,9 @@ def _sum(x: Tensor) -> Tensor:
     return x.flatten(1).sum(1)
 
 
-def _full(t: int, x: Tensor) -> Tensor:
-    return torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
-
-
 def L_T(sched: Schedule, x0: Tensor) -> Tensor:
     """Prior term: KL( N(sqrt(alpha_bar_T) x_0, (1 - alpha_bar_T) I) || N(0, I) ), shape (B,)."""
-    t = _full(sched.T, x0)
+    t = t_batch(sched.T, x0)
     ab = sched.at("alpha_bar", t, x0)
     return _sum(gaussian_kl(ab.sqrt() * x0, (1 - ab).expand_as(x0), torch.zeros_like(x0), torch.ones_like(x0)))
 
@@ -80,7 +74,7 @@ def L_0(eps_model: EpsModel, sched: Schedule, x0: Tensor, eps: Tensor,
     the bound is on -log P(x_0) in nats). discrete=False: the Gaussian density, for
     continuous data (the bound is on -log p(x_0), a density).
     """
-    t = _full(1, x0)
+    t = t_batch(1, x0)
     x1 = q_sample(sched, x0, t, eps)
     mean = posterior_mean_from_eps(sched, x1, t, eps_model(x1, t, context))
     s2 = sigma2(sched, var, decoder_var)[1].to(x0)
@@ -100,7 +94,7 @@ def elbo_terms(eps_model: EpsModel, sched: Schedule, x0: Tensor, context: Tensor
     (see `L_0`; the default is the paper's sigma_1^2).
     """
     noise = lambda: torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
-    terms = [L_t_minus_1(eps_model, sched, x0, _full(t, x0), noise(), context, var)
+    terms = [L_t_minus_1(eps_model, sched, x0, t_batch(t, x0), noise(), context, var)
              for t in range(2, sched.T + 1)]
     L_t = torch.stack(terms, dim=1) if terms else x0.new_zeros(x0.shape[0], 0)  # (B, T-1)
     L0 = L_0(eps_model, sched, x0, noise(), context, var, discrete, decoder_var=decoder_var)

@@ -8,23 +8,23 @@ samplers' timestep grids (`schedule.timesteps`, descending, ending at t = 0 wher
   `ddim_sample(ddim_invert(x0))` ~= x0 (Song et al. 2021, sec. 4.3 / 5.4; Dhariwal & Nichol 2021).
   The model is evaluated at the *target* timestep on the *current* point, eps(x_{t_prev}, t),
   in place of the unknown eps(x_t, t): the local-linearity approximation. See `ddim_invert`.
-- `null_text_invert`: DDIM inversion at w = 1 gives a pivot trajectory; then, step by step, the
-  null-text embedding is optimised so that guided sampling at w > 1 follows it (Mokady et al. 2023).
+
+Null-text inversion (Mokady et al. 2023), which builds on `ddim_invert`, is in `null_text`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from .gaussian import q_sample
-from .samplers import EpsModel, check_grid, ddim_sample, ddim_step, timestep_pair, with_guidance
-from .schedule import Schedule, timesteps
+from .guidance import Guidance, guided
+from .protocols import EpsModel
+from .samplers import ddim_sample
+from .schedule import Schedule, inversion_pairs, per_row, resolve_grid, t_batch, timestep_pair, timesteps
 
 
 def ddim_invert_step(sched: Schedule, x_prev: Tensor, eps: Tensor, t_prev: int | Tensor, t: int | Tensor) -> Tensor:
@@ -40,18 +40,13 @@ def ddim_invert_step(sched: Schedule, x_prev: Tensor, eps: Tensor, t_prev: int |
         raise ValueError(f"eps shape {tuple(eps.shape)} must equal x_prev shape {tuple(x_prev.shape)}")
     t_idx, t_prev_idx = timestep_pair(sched, t, t_prev)
     ab, ab_prev = sched.alpha_bar[t_idx], sched.alpha_bar[t_prev_idx]  # (B,) float64
-    shape = (-1, *([1] * (x_prev.ndim - 1)))
-
-    def coef(c: Tensor) -> Tensor:  # (B,) float64 -> (B, 1, ...) in x_prev's dtype and device
-        return c.to(x_prev).view(shape)
-
-    x0_pred = (x_prev - coef((1 - ab_prev).sqrt()) * eps) / coef(ab_prev.sqrt())
-    return coef(ab.sqrt()) * x0_pred + coef((1 - ab).sqrt()) * eps
+    x0_pred = (x_prev - per_row((1 - ab_prev).sqrt(), x_prev) * eps) / per_row(ab_prev.sqrt(), x_prev)
+    return per_row(ab.sqrt(), x_prev) * x0_pred + per_row((1 - ab).sqrt(), x_prev) * eps
 
 
 @torch.no_grad()
 def ddim_invert(eps_model: EpsModel, sched: Schedule, x0: Tensor, steps: int = 50, context: Tensor | None = None,
-                guidance: tuple[Tensor, float] | None = None, spacing: str = "leading", grid: Tensor | None = None,
+                guidance: Guidance | None = None, spacing: str = "leading", grid: Tensor | None = None,
                 callback: Callable[[dict], None] | None = None, progress: bool = False) -> Tensor:
     """DDIM inversion x_0 -> x_T over the sampler's grid walked upwards: (0, tau_1), (tau_1, tau_2), ...
 
@@ -65,17 +60,14 @@ def ddim_invert(eps_model: EpsModel, sched: Schedule, x0: Tensor, steps: int = 5
     eps-model that does not depend on x, and the model is never asked about t = 0, where it was
     not trained. The error grows with the step size and with guidance w (see experiments).
 
-    x0: (B, ...). `guidance = (null_context, w)` inverts the classifier-free-guided model.
+    x0: (B, ...). `guidance` inverts the classifier-free-guided model.
     `callback` gets {"i", "t_prev", "t", "x_prev", "eps", "x0_pred", "x_t"} after each step:
     the inversion trajectory. Returns x_T (B, ...) at t = grid[0].
     """
-    grid = timesteps(sched.T, steps, spacing) if grid is None else check_grid(grid, sched.T)
-    model = with_guidance(eps_model, guidance)
-    up = grid.flip(0).tolist()  # 0 = t_0 < tau_1 < ... < tau_S
-    x = x0
-    for i, (t_prev, t_int) in enumerate(tqdm(list(zip(up[:-1], up[1:], strict=True)), disable=not progress,
-                                             desc="DDIM inversion")):
-        t = torch.full((x.shape[0],), t_int, dtype=torch.long, device=x.device)
+    grid = resolve_grid(sched.T, steps, spacing, grid)
+    model, x = guided(eps_model, guidance), x0
+    for i, (t_prev, t_int) in enumerate(tqdm(inversion_pairs(grid), disable=not progress, desc="DDIM inversion")):
+        t = t_batch(t_int, x)
         eps = model(x, t, context)
         x_next = ddim_invert_step(sched, x, eps, t_prev, t_int)
         if callback is not None:
@@ -101,7 +93,7 @@ def sdedit_grid(T: int, t0: int, steps: int = 50, spacing: str = "leading") -> T
 @torch.no_grad()
 def sdedit(eps_model: EpsModel, sched: Schedule, x0: Tensor, t0: int, steps: int = 50,
            context: Tensor | None = None, eta: float = 0.0, spacing: str = "leading", eps: Tensor | None = None,
-           noise: Tensor | None = None, generator: torch.Generator | None = None,
+           noise: Tensor | None = None, generator: torch.Generator | None = None, guidance: Guidance | None = None,
            callback: Callable[[dict], None] | None = None, progress: bool = False) -> Tensor:
     """SDEdit (Meng et al. 2022) with a DDIM sampler: noise the input, then denoise it under `context`.
 
@@ -110,114 +102,14 @@ def sdedit(eps_model: EpsModel, sched: Schedule, x0: Tensor, t0: int, steps: int
 
     Small t0 keeps x_0' close to x_0 (faithful, little edit); t0 = T forgets x_0 entirely.
     x0: (B, ...); `eps` (x0's shape) is the forward noise; `noise` (n_steps, *x0.shape) the per-step
-    noise of eta > 0, with n_steps = len(sdedit_grid(...)) - 1. Returns x_0' (B, ...).
+    noise of eta > 0, with n_steps = len(sdedit_grid(...)) - 1; `guidance` guides the denoising.
+    Returns x_0' (B, ...).
     """
     grid = sdedit_grid(sched.T, t0, steps, spacing)
     if eps is None:
         eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
     elif eps.shape != x0.shape:
         raise ValueError(f"eps must have x0's shape {tuple(x0.shape)}, got {tuple(eps.shape)}")
-    x_t0 = q_sample(sched, x0, torch.full((x0.shape[0],), t0, dtype=torch.long), eps)
+    x_t0 = q_sample(sched, x0, t_batch(t0, x0), eps)
     return ddim_sample(eps_model, sched, x_t0, eta=eta, context=context, grid=grid, noise=noise,
-                       generator=generator, callback=callback, progress=progress)
-
-
-@dataclass
-class NullTextInversion:
-    """What `null_text_invert` returns, and what editing needs.
-
-    x_T:             (B, ...) the pivot's noisy end, the start of reconstruction / editing
-    null_embeddings: (S, B, L, D) the optimised null-text embedding of each sampling step i
-                     (i = 0 is the first, noisiest step), for `p2p_sample` / `sample`
-    pivots:          (S + 1, B, ...) the w = 1 DDIM inversion trajectory, pivots[0] = x_0 ... pivots[S] = x_T
-    losses:          (S,) the final inner loss of each step (max over the batch)
-    iterations:      (S,) inner iterations used at each step (early stop)
-    grid:            the descending sampling grid
-    """
-
-    x_T: Tensor
-    null_embeddings: Tensor
-    pivots: Tensor
-    losses: Tensor
-    iterations: Tensor
-    grid: Tensor
-
-
-def null_text_invert(eps_model: EpsModel, sched: Schedule, x0: Tensor, context: Tensor, null_context: Tensor,
-                     w: float = 7.5, steps: int = 50, inner_steps: int = 10, lr: float = 1e-2,
-                     early_stop: float = 1e-5, spacing: str = "leading", grid: Tensor | None = None,
-                     progress: bool = False) -> NullTextInversion:
-    """Null-text inversion (Mokady et al., CVPR 2023, Algorithm 1).
-
-    1. Pivot: DDIM inversion with w = 1 (conditional model only, where it is accurate):
-       x*_0 = x0, x*_1, ..., x*_T.
-    2. x~_T = x*_T; for each sampling step t -> t_prev (i = 0..S-1), starting from the previous
-       step's embedding (the first from `null_context`), minimise over the null embedding
-       null_t, with Adam (lr * (1 - i / (2 S)): the reference's 1e-2 * (1 - i / 100) at S = 50),
-       for at most `inner_steps` iterations:
-
-           || x*_{t_prev} - ddim_step( x~_t, eps_u(null_t) + w (eps_c - eps_u(null_t)) ) ||^2
-
-       stopping early once every image's loss is below early_stop + 2e-5 * i * 50 / S (the
-       reference's epsilon + i * 2e-5), then x~_{t_prev} = that step with the final null_t.
-    eps_c = eps(x~_t, t, context) is computed once per step (it does not depend on null_t).
-
-    x0: (B, ...); context: (B, L, D) the source prompt; null_context: (1 or B, L, D), the encoded "".
-    Each image gets its own embedding; the losses are summed over the batch (so each image's
-    gradient is its own) and the early stop waits for the slowest image. The model's weights
-    are not trained (gradients are taken w.r.t. the embeddings only); gradients are enabled inside,
-    so it may be called under `torch.no_grad()`.
-    """
-    grid = timesteps(sched.T, steps, spacing) if grid is None else check_grid(grid, sched.T)
-    S, B = len(grid) - 1, x0.shape[0]
-    trajectory: list[Tensor] = [x0]
-    x_T = ddim_invert(eps_model, sched, x0, context=context, grid=grid,
-                      callback=lambda d: trajectory.append(d["x_t"]), progress=progress)
-    null = null_context.detach().expand(B, *null_context.shape[1:]).clone()  # (B, L, D)
-    x, nulls, losses, iters = x_T, [], [], []
-    pairs = list(zip(grid[:-1].tolist(), grid[1:].tolist(), strict=True))
-    for i, (t_int, t_prev) in enumerate(tqdm(pairs, disable=not progress, desc="null-text inversion")):
-        t = torch.full((B,), t_int, dtype=torch.long, device=x.device)
-        target = trajectory[S - 1 - i]  # x*_{t_prev}
-        with torch.no_grad():
-            eps_c = eps_model(x, t, context)
-        null = null.detach().requires_grad_(True)
-        opt = torch.optim.Adam([null], lr=lr * (1 - i / (2 * S)))
-        threshold = early_stop + 2e-5 * i * 50 / S
-        used = 0
-        with torch.enable_grad():  # works inside a caller's torch.no_grad()
-            for _ in range(inner_steps):
-                used += 1
-                eps_u = eps_model(x, t, null)
-                x_prev = ddim_step(sched, x, eps_u + w * (eps_c - eps_u), t_int, t_prev)
-                per_image = F.mse_loss(x_prev, target, reduction="none").flatten(1).mean(1)  # (B,)
-                (null.grad,) = torch.autograd.grad(per_image.sum(), [null])
-                opt.step()
-                if per_image.max().item() < threshold:
-                    break
-        losses.append(per_image.max().item())
-        iters.append(used)
-        null = null.detach()
-        with torch.no_grad():
-            eps_u = eps_model(x, t, null)
-            x = ddim_step(sched, x, eps_u + w * (eps_c - eps_u), t_int, t_prev)
-        nulls.append(null)
-    return NullTextInversion(x_T, torch.stack(nulls), torch.stack(trajectory), torch.tensor(losses),
-                             torch.tensor(iters), grid)
-
-
-@torch.no_grad()
-def null_text_sample(eps_model: EpsModel, sched: Schedule, x_T: Tensor, context: Tensor, null_embeddings: Tensor,
-                     w: float, grid: Tensor) -> Tensor:
-    """Guided DDIM sampling with per-step null embeddings (S, B, L, D): the reconstruction of a
-    null-text inversion (or any edit that keeps the source's embeddings)."""
-    grid = check_grid(grid, sched.T)
-    if null_embeddings.shape[0] != len(grid) - 1:
-        raise ValueError(f"{null_embeddings.shape[0]} null embeddings for a grid of {len(grid) - 1} steps")
-    x = x_T
-    for i, (t_int, t_prev) in enumerate(zip(grid[:-1].tolist(), grid[1:].tolist(), strict=True)):
-        t = torch.full((x.shape[0],), t_int, dtype=torch.long, device=x.device)
-        eps_u, eps_c = eps_model(torch.cat([x, x]), torch.cat([t, t]),
-                                 torch.cat([null_embeddings[i], context])).chunk(2)
-        x = ddim_step(sched, x, eps_u + w * (eps_c - eps_u), t_int, t_prev)
-    return x
+                       generator=generator, guidance=guidance, callback=callback, progress=progress)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .samplers import EpsModel
+from .protocols import EpsModel
 from .schedule import Schedule
 
 

@@ -24,26 +24,31 @@ be given per word ({"default": 0.8, "square": 0.3}) and as (start, end) fraction
 Batch layout. A controller edits G independent (source, target) pairs at once. The
 conditional rows of a UNet call are [source_1..source_G, target_1..target_G]; under
 classifier-free guidance the UNet batch is [null rows; conditional rows] (2 * 2G rows,
-`samplers.classifier_free_guidance` order) and only the conditional half is edited, as in
+`guidance.classifier_free_guidance` order) and only the conditional half is edited, as in
 the reference implementation. Maps are averaged over heads where they are *stored*; edits
 act per head.
 
     ctrl = Replace(model.tokenizer, ["a red circle ..."], ["a green circle ..."], grid=timesteps(1000, 50))
-    x_src, x_tgt = p2p_sample(model, ctrl, x_T, guidance=3.0)
+    x_src, x_tgt = p2p_sample(model, ctrl, x_T, guidance=Guidance.of(model, 3.0))
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .nn.attention import AttentionController, AttentionInfo, attention_control
-from .samplers import check_grid, ddim_step
-from .text import Tokenizer
+from .attention_control import AttentionController, AttentionInfo, attention_control
+from .guidance import Guidance, cfg_eps
+from .samplers import ddim_step
+from .schedule import check_grid, step_pairs, t_batch
+
+if TYPE_CHECKING:  # annotations only: p2p works with any tokenizer of that interface
+    from .nn.text import Tokenizer
 
 Window = float | tuple[float, float]
 
@@ -427,42 +432,58 @@ class Reweight(AttentionEdit):
 # ---- sampling ---------------------------------------------------------------------------------
 
 @torch.no_grad()
-def p2p_sample(model, controller: AttentionEdit, x_T: Tensor, guidance: float = 3.0,
+def p2p_sample(model, controller: AttentionEdit, x_T: Tensor, guidance: Guidance | None = None,
                null_embeddings: Tensor | None = None,
                callback: Callable[[dict], None] | None = None, progress: bool = False) -> tuple[Tensor, Tensor]:
     """Denoise sources and targets side by side from the same x_T under `controller` (DDIM, eta = 0).
 
-        eps~ = eps(x_t, t, null_i) + w (eps(x_t, t, c) - eps(x_t, t, null_i))     rows [sources; targets]
+        eps~ = cfg_eps(eps(x_t, t, null_i), eps(x_t, t, c), w)          rows [sources; targets]
         x_{t_prev} = ddim_step(x_t, eps~);  x_{t_prev} = controller.after_step(x_{t_prev}, i)   (local blend)
 
-    x_T: (G, C, h, w), the starting noise (or inverted latents) of each pair, shared by source
-    and target. `null_embeddings`: None (the encoded "" at every step) or (S, G, L, D) per-step
-    null embeddings from `null_text_invert`, used for the pair's source and target rows (as the
-    reference). guidance = 1 runs the conditional model only. Returns (x0_sources, x0_targets),
-    each (G, C, h, w), in the model's space (`model.decode` for latent models).
+    x_T: (G, C, h, w), the starting noise (or inverted latents) of each pair, shared by source and target.
+    `guidance`: Guidance(null_context, w), or None for the conditional model alone. `null_embeddings`: None
+    (guidance.null_context at every step) or (S, G, L, D) per-step null embeddings from `null_text_invert`,
+    used for the pair's source and target rows (as the reference). Returns (x0_sources, x0_targets), each
+    (G, C, h, w), in the model's space (`model.decode` for latent models).
     """
-    G, grid, S = controller.G, controller.grid, controller.n_steps
-    if x_T.shape[0] != G:
-        raise ValueError(f"x_T has {x_T.shape[0]} rows but the controller has {G} (source, target) pairs")
-    if int(grid[0]) > model.schedule.T:
-        raise ValueError(f"the controller's grid starts at t = {int(grid[0])} > T = {model.schedule.T}")
-    if null_embeddings is not None and null_embeddings.shape[:2] != (S, G):
-        raise ValueError(f"null_embeddings must be (steps={S}, pairs={G}, L, D), got {tuple(null_embeddings.shape)}")
+    G, grid = controller.G, controller.grid
+    _check_p2p_inputs(model, controller, x_T, guidance, null_embeddings)
     context = model.encode_text(controller.prompts)  # (2G, L, D)
-    default_null = model.null_context(2 * G) if null_embeddings is None else None  # encoded once, not per step
     x = torch.cat([x_T, x_T])  # (2G, C, h, w)
-    steps = list(zip(grid[:-1].tolist(), grid[1:].tolist(), strict=True))
     with attention_control(model.unet, controller):
-        for i, (t_int, t_prev) in enumerate(tqdm(steps, disable=not progress, desc="P2P")):
-            t = torch.full((2 * G,), t_int, dtype=torch.long, device=x.device)
-            if guidance == 1.0:
+        for i, (t_int, t_prev) in enumerate(tqdm(step_pairs(grid), disable=not progress, desc="P2P")):
+            t = t_batch(t_int, x)
+            if guidance is None:
                 eps = model(x, t, context)
             else:
-                null = default_null if null_embeddings is None else null_embeddings[i].repeat(2, 1, 1)
+                null = _null_rows(guidance, null_embeddings, i, 2 * G).to(context)
                 eps_u, eps_c = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([null, context])).chunk(2)
-                eps = eps_u + guidance * (eps_c - eps_u)
+                eps = cfg_eps(eps_u, eps_c, guidance.w)
             x_prev = controller.after_step(ddim_step(model.schedule, x, eps, t_int, t_prev), i)
             if callback is not None:
                 callback({"i": i, "t": t_int, "t_prev": t_prev, "x_t": x, "eps": eps, "x_prev": x_prev})
             x = x_prev
     return x[:G], x[G:]
+
+
+def _null_rows(guidance: Guidance, null_embeddings: Tensor | None, i: int, rows: int) -> Tensor:
+    """The null condition of step i for the `rows` = 2G conditional rows [sources; targets]."""
+    if null_embeddings is not None:
+        return null_embeddings[i].repeat(2, 1, 1)  # (2G, L, D): pair g's embedding for its source and target
+    null = guidance.null_context
+    return null.expand(rows, *null.shape[1:])
+
+
+def _check_p2p_inputs(model, controller: AttentionEdit, x_T: Tensor, guidance: Guidance | None,
+                      null_embeddings: Tensor | None) -> None:
+    G, grid, S = controller.G, controller.grid, controller.n_steps
+    if x_T.shape[0] != G:
+        raise ValueError(f"x_T has {x_T.shape[0]} rows but the controller has {G} (source, target) pairs")
+    if int(grid[0]) > model.schedule.T:
+        raise ValueError(f"the controller's grid starts at t = {int(grid[0])} > T = {model.schedule.T}")
+    if guidance is not None and not isinstance(guidance, Guidance):
+        raise TypeError(f"guidance must be None or a Guidance(null_context, w), got {type(guidance).__name__}")
+    if null_embeddings is not None and guidance is None:
+        raise ValueError("null_embeddings replace the null condition of classifier-free guidance; pass guidance too")
+    if null_embeddings is not None and null_embeddings.shape[:2] != (S, G):
+        raise ValueError(f"null_embeddings must be (steps={S}, pairs={G}, L, D), got {tuple(null_embeddings.shape)}")

@@ -1,6 +1,7 @@
 """Samplers: DDPM ancestral sampling (Algorithm 2) and the DDIM sigma-family.
 
-Every sampler is a pure function over an eps-model callable `eps_model(x_t, t, context)`,
+Every sampler is a pure function over an eps-model callable `eps_model(x_t, t, context)`
+(`protocols.EpsModel`), takes `guidance: Guidance | None` (classifier-free guidance, `guidance.Guidance`),
 takes injectable noise (a tensor holding one draw per step) or a torch.Generator, and calls
 `callback(dict)` after every step with the intermediates (k-diffusion style):
 {"i", "t", "t_prev", "x_t", "eps", "x0_pred", "x_prev"}.
@@ -15,9 +16,9 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .gaussian import posterior_mean_from_eps, predict_x0, sigma2
-from .schedule import Schedule, timesteps
-
-EpsModel = Callable[[Tensor, Tensor, "Tensor | None"], Tensor]
+from .guidance import Guidance, guided
+from .protocols import EpsModel
+from .schedule import Schedule, per_row, resolve_grid, step_pairs, t_batch, timestep_pair
 
 
 def _draw(noise: Tensor | None, i: int, like: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -35,20 +36,22 @@ def _check_noise(noise: Tensor | None, steps: int, x: Tensor) -> None:
 @torch.no_grad()
 def ddpm_sample(eps_model: EpsModel, sched: Schedule, x_T: Tensor, context: Tensor | None = None,
                 var: str = "beta", noise: Tensor | None = None, generator: torch.Generator | None = None,
-                callback: Callable[[dict], None] | None = None, progress: bool = False) -> Tensor:
+                guidance: Guidance | None = None, callback: Callable[[dict], None] | None = None,
+                progress: bool = False) -> Tensor:
     """DDPM Algorithm 2 (ancestral sampling), t = T..1:
 
         x_{t-1} = 1/sqrt(alpha_t) (x_t - beta_t / sqrt(1 - alpha_bar_t) eps_theta(x_t, t)) + sigma_t z,
 
     z ~ N(0, I) for t > 1 and z = 0 at t = 1; sigma_t^2 = beta_t or beta~_t (`var`).
-    `noise`, if given, has shape (T, *x_T.shape); row i is used at t = T - i.
+    `noise`, if given, has shape (T, *x_T.shape); row i is used at t = T - i. `guidance` runs every
+    model call through classifier-free guidance.
     """
     _check_noise(noise, sched.T, x_T)
-    s2 = sigma2(sched, var)
+    s2, model = sigma2(sched, var), guided(eps_model, guidance)
     x = x_T
     for i, t_int in enumerate(tqdm(range(sched.T, 0, -1), disable=not progress, desc="DDPM")):
-        t = torch.full((x.shape[0],), t_int, dtype=torch.long, device=x.device)
-        eps = eps_model(x, t, context)
+        t = t_batch(t_int, x)
+        eps = model(x, t, context)
         mean = posterior_mean_from_eps(sched, x, t, eps)
         z = _draw(noise, i, x, generator) if t_int > 1 else torch.zeros_like(x)
         x_prev = mean + s2[t_int].sqrt().to(x) * z
@@ -57,21 +60,6 @@ def ddpm_sample(eps_model: EpsModel, sched: Schedule, x_T: Tensor, context: Tens
                       "x0_pred": predict_x0(sched, x, t, eps), "x_prev": x_prev})
         x = x_prev
     return x
-
-
-def _as_index(t: int | Tensor) -> Tensor:
-    t = torch.as_tensor(t)
-    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
-        raise TypeError(f"timesteps must be integers (int or an integer tensor), got dtype {t.dtype}")
-    return t.to(torch.long).reshape(-1).cpu()
-
-
-def timestep_pair(sched: Schedule, t: int | Tensor, t_prev: int | Tensor) -> tuple[Tensor, Tensor]:
-    """(t, t_prev) as long index tensors of shape (B,) (B = 1 for ints), checked: 0 <= t_prev < t <= T."""
-    t, t_prev = _as_index(t), _as_index(t_prev)
-    if bool((t_prev >= t).any()) or bool((t_prev < 0).any()) or bool((t > sched.T).any()):
-        raise ValueError(f"need 0 <= t_prev < t <= T = {sched.T}, got t = {t.tolist()}, t_prev = {t_prev.tolist()}")
-    return t, t_prev
 
 
 def ddim_sigma(sched: Schedule, t: int | Tensor, t_prev: int | Tensor, eta: float) -> Tensor:
@@ -114,44 +102,31 @@ def ddim_step(sched: Schedule, x_t: Tensor, eps: Tensor, t: int | Tensor, t_prev
     if bool((dir_var < -1e-12).any()):
         raise ValueError(f"eta = {eta} is too large: sigma_t^2 > 1 - alpha_bar_prev at t = {t_idx.tolist()}, "
                          f"t_prev = {t_prev_idx.tolist()}; use eta <= 1")
-    shape = (-1, *([1] * (x_t.ndim - 1)))
-
-    def coef(c: Tensor) -> Tensor:  # (B,) float64 -> (B, 1, ...) in x_t's dtype and device
-        return c.to(x_t).view(shape)
-
-    x0_pred = (x_t - coef((1 - ab).sqrt()) * eps) / coef(ab.sqrt())
-    x_prev = coef(ab_prev.sqrt()) * x0_pred + coef(dir_var.clamp(min=0).sqrt()) * eps
-    return x_prev + coef(sigma) * noise if noise is not None else x_prev
-
-
-def check_grid(grid: Tensor, T: int) -> Tensor:
-    """Validate a timestep grid: 1-D integers, strictly decreasing, grid[0] <= T, ending at 0."""
-    grid = _as_index(grid)
-    if len(grid) < 2 or grid[-1] != 0 or grid[0] > T or not bool((grid[:-1] > grid[1:]).all()):
-        raise ValueError(f"a grid must be strictly decreasing from at most T = {T} down to 0 "
-                         f"(see schedule.timesteps), got {grid.tolist()}")
-    return grid
+    x0_pred = (x_t - per_row((1 - ab).sqrt(), x_t) * eps) / per_row(ab.sqrt(), x_t)
+    x_prev = per_row(ab_prev.sqrt(), x_t) * x0_pred + per_row(dir_var.clamp(min=0).sqrt(), x_t) * eps
+    return x_prev + per_row(sigma, x_t) * noise if noise is not None else x_prev
 
 
 @torch.no_grad()
 def ddim_sample(eps_model: EpsModel, sched: Schedule, x_T: Tensor, steps: int = 50, eta: float = 0.0,
                 context: Tensor | None = None, spacing: str = "leading", grid: Tensor | None = None,
                 noise: Tensor | None = None, generator: torch.Generator | None = None,
-                callback: Callable[[dict], None] | None = None, progress: bool = False) -> Tensor:
+                guidance: Guidance | None = None, callback: Callable[[dict], None] | None = None,
+                progress: bool = False) -> Tensor:
     """DDIM sampling (Song et al. 2021) over the grid tau_S > ... > tau_1 > 0 (`timesteps`).
 
     eta = 0 is deterministic; eta = 1 with steps = T is DDPM's ancestral sampler with
     sigma_t^2 = beta~_t. `noise` (steps, *x_T.shape) is only read when eta > 0. A custom
-    `grid` (descending integers ending at 0, see `check_grid`) replaces steps and spacing.
-    The last step goes to t = 0 (alpha_bar = 1), so its output is that step's x0_pred.
+    `grid` (descending integers ending at 0, see `schedule.check_grid`) replaces steps and spacing.
+    `guidance` runs every model call through classifier-free guidance. The last step goes to t = 0
+    (alpha_bar = 1), so its output is that step's x0_pred.
     """
-    grid = timesteps(sched.T, steps, spacing) if grid is None else check_grid(grid, sched.T)
+    grid = resolve_grid(sched.T, steps, spacing, grid)
     _check_noise(noise, len(grid) - 1, x_T)
-    x = x_T
-    pairs = list(zip(grid[:-1].tolist(), grid[1:].tolist(), strict=True))
-    for i, (t_int, t_prev) in enumerate(tqdm(pairs, disable=not progress, desc="DDIM")):
-        t = torch.full((x.shape[0],), t_int, dtype=torch.long, device=x.device)
-        eps = eps_model(x, t, context)
+    model, x = guided(eps_model, guidance), x_T
+    for i, (t_int, t_prev) in enumerate(tqdm(step_pairs(grid), disable=not progress, desc="DDIM")):
+        t = t_batch(t_int, x)
+        eps = model(x, t, context)
         z = _draw(noise, i, x, generator) if eta > 0 else None
         x_prev = ddim_step(sched, x, eps, t_int, t_prev, eta, z)
         if callback is not None:
@@ -159,33 +134,3 @@ def ddim_sample(eps_model: EpsModel, sched: Schedule, x_T: Tensor, steps: int = 
                       "x0_pred": predict_x0(sched, x, t, eps), "x_prev": x_prev})
         x = x_prev
     return x
-
-
-def classifier_free_guidance(eps_model: EpsModel, null_context: Tensor, w: float) -> EpsModel:
-    """Wrap an eps-model with classifier-free guidance (Ho & Salimans 2021):
-
-        eps~ = eps(x_t, t, null) + w * ( eps(x_t, t, c) - eps(x_t, t, null) ).
-
-    Convention: w = 1 is the plain conditional model, w = 0 the unconditional one (Imagen,
-    diffusers' guidance_scale). Ho & Salimans write eps~ = (1 + w') eps_c - w' eps_u, i.e.
-    w = 1 + w'. Both halves go through the model in one batch [null; cond].
-    `null_context` is the encoded empty prompt, shape (1, L, D) or (B, L, D).
-    """
-    def guided(x_t: Tensor, t: Tensor, context: Tensor | None) -> Tensor:
-        if context is None:
-            raise ValueError("classifier-free guidance needs a conditional context, got None")
-        null = null_context.expand(context.shape[0], *null_context.shape[1:]).to(context)
-        eps_u, eps_c = eps_model(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([null, context])).chunk(2)
-        return eps_u + w * (eps_c - eps_u)
-
-    return guided
-
-
-def with_guidance(eps_model: EpsModel, guidance: tuple[Tensor, float] | None) -> EpsModel:
-    """The eps-model to use for an optional `guidance = (null_context, w)` argument: the model itself for
-    None, else `classifier_free_guidance(eps_model, null_context, w)` (inversion and EDICT take this form)."""
-    if guidance is None:
-        return eps_model
-    if not (isinstance(guidance, tuple) and len(guidance) == 2):
-        raise TypeError("guidance must be None or a tuple (null_context, w) for classifier-free guidance")
-    return classifier_free_guidance(eps_model, *guidance)

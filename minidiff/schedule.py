@@ -101,8 +101,7 @@ class Schedule:
     def at(self, name: str, t: Tensor, like: Tensor) -> Tensor:
         """Gather schedule tensor `name` at integer timesteps t (B,), shaped to broadcast against
         `like` (B, ...) and cast to its dtype/device."""
-        v = getattr(self, name)[t.to(torch.long).cpu()]  # (B,)
-        return v.to(like.device, like.dtype).view(-1, *([1] * (like.ndim - 1)))
+        return per_row(getattr(self, name)[t.to(torch.long).cpu()], like)  # (B,) -> (B, 1, ...)
 
 
 def _check_T(T: int) -> None:
@@ -147,3 +146,58 @@ def timesteps(T: int, steps: int, spacing: str = "leading") -> Tensor:
     grid = torch.cat([tau.long().flip(0), torch.zeros(1, dtype=torch.long)])
     assert bool((grid[:-1] > grid[1:]).all()), grid  # strictly decreasing
     return grid
+
+
+def _as_index(t: int | Tensor) -> Tensor:
+    t = torch.as_tensor(t)
+    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+        raise TypeError(f"timesteps must be integers (int or an integer tensor), got dtype {t.dtype}")
+    return t.to(torch.long).reshape(-1).cpu()
+
+
+def timestep_pair(sched: Schedule, t: int | Tensor, t_prev: int | Tensor) -> tuple[Tensor, Tensor]:
+    """(t, t_prev) as long index tensors of shape (B,) (B = 1 for ints), checked: 0 <= t_prev < t <= T."""
+    t, t_prev = _as_index(t), _as_index(t_prev)
+    if bool((t_prev >= t).any()) or bool((t_prev < 0).any()) or bool((t > sched.T).any()):
+        raise ValueError(f"need 0 <= t_prev < t <= T = {sched.T}, got t = {t.tolist()}, t_prev = {t_prev.tolist()}")
+    return t, t_prev
+
+
+def check_grid(grid: Tensor, T: int) -> Tensor:
+    """Validate a timestep grid: 1-D integers, strictly decreasing, grid[0] <= T, ending at 0."""
+    grid = _as_index(grid)
+    if len(grid) < 2 or grid[-1] != 0 or grid[0] > T or not bool((grid[:-1] > grid[1:]).all()):
+        raise ValueError(f"a grid must be strictly decreasing from at most T = {T} down to 0 "
+                         f"(see schedule.timesteps), got {grid.tolist()}")
+    return grid
+
+
+def resolve_grid(T: int, steps: int = 50, spacing: str = "leading", grid: Tensor | None = None) -> Tensor:
+    """The grid a sampler walks: `timesteps(T, steps, spacing)`, or a custom `grid` (checked by `check_grid`),
+    which then replaces steps and spacing. Descending, ends at 0."""
+    return timesteps(T, steps, spacing) if grid is None else check_grid(grid, T)
+
+
+def step_pairs(grid: Tensor) -> list[tuple[int, int]]:
+    """The sampling steps t -> t_prev of a descending grid, noisiest first:
+    [(grid[0], grid[1]), (grid[1], grid[2]), ..., (tau_1, 0)]."""
+    ts = grid.tolist()
+    return list(zip(ts[:-1], ts[1:], strict=True))
+
+
+def inversion_pairs(grid: Tensor) -> list[tuple[int, int]]:
+    """The same steps walked upwards, as inversions take them, data first:
+    [(0, tau_1), (tau_1, tau_2), ..., (grid[1], grid[0])], each as (t_prev, t)."""
+    return [(t_prev, t) for t, t_prev in reversed(step_pairs(grid))]
+
+
+def t_batch(t: int, like: Tensor) -> Tensor:
+    """The timestep t repeated for every row of `like`: a (B,) long tensor on like's device (what an
+    eps-model's `t` argument is)."""
+    return torch.full((like.shape[0],), t, dtype=torch.long, device=like.device)
+
+
+def per_row(c: Tensor, like: Tensor) -> Tensor:
+    """A (B,) (or (1,)) coefficient shaped (B, 1, ...) to broadcast against `like` (B, ...), cast to its dtype and
+    device: coefficients are computed from the float64 schedule, then applied in the images' precision."""
+    return c.to(like).view(-1, *([1] * (like.ndim - 1)))

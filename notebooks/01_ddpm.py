@@ -42,6 +42,7 @@ import matplotlib.pyplot as plt
 import torch
 from torch.testing import assert_close
 
+from minidiff.datasets.toy import two_moons
 from minidiff.elbo import L_simple, L_t_minus_1, elbo_terms, lambda_t
 from minidiff.gaussian import (
     gaussian_kl,
@@ -52,9 +53,10 @@ from minidiff.gaussian import (
     q_step,
     sigma2,
 )
+from minidiff.nn.toy import ToyMLP
 from minidiff.samplers import ddpm_sample
 from minidiff.schedule import Schedule
-from minidiff.toy import ToyMLP, train_toy, two_moons
+from minidiff.training.toy import train_toy
 
 F64 = torch.float64  # the derivation checks run in float64, to round-off
 T = 1000
@@ -646,7 +648,7 @@ plt.show()
 
 # %% [markdown]
 # **How good is that?** For two moons we know the true density: a point uniform on one of two half circles of
-# radius $1/1.1$ plus $\mathcal N(0, 0.05^2 I)$ noise (see `minidiff.toy.two_moons`), so
+# radius $1/1.1$ plus $\mathcal N(0, 0.05^2 I)$ noise (see `minidiff.datasets.toy.two_moons`), so
 # $p(x) = \frac12 \sum_\text{arcs} \frac1\pi \int_0^\pi \mathcal N(x; c(u), 0.05^2 I)\, du$, a 1-D integral we do
 # on a grid. Its entropy $H = \mathbb E[-\log p(x)]$ is the floor for any model's expected NLL, so the bound
 # minus $H$ is the total slack: the Jensen gap plus $\mathrm{KL}(\text{data} \,\|\, p_\theta)$.

@@ -46,14 +46,16 @@ import matplotlib.pyplot as plt
 import torch
 from torch.testing import assert_close
 
-from minidiff import pretrained
+from minidiff.bench.eta_grid import eta_steps_grid
+from minidiff.datasets.toy import two_moons
 from minidiff.elbo import lambda_t
-from minidiff.experiments import eta_steps_grid
 from minidiff.gaussian import gaussian_kl, posterior_mean_from_eps, predict_eps, predict_x0, q_posterior
+from minidiff.guidance import Guidance, classifier_free_guidance
 from minidiff.oracles import gaussian_eps
-from minidiff.samplers import classifier_free_guidance, ddim_sample, ddim_sigma, ddim_step, ddpm_sample
+from minidiff.samplers import ddim_sample, ddim_sigma, ddim_step, ddpm_sample
 from minidiff.schedule import SPACINGS, Schedule, timesteps
-from minidiff.toy import train_toy, two_moons
+from minidiff.training import pretrained
+from minidiff.training.toy import train_toy
 
 F64 = torch.float64  # derivation checks run in float64, to round-off
 T = 1000
@@ -551,7 +553,7 @@ plt.show()
 #
 # `pretrained.load("shapes")` is a text-conditional UNet on $3 \times 32 \times 32$ scenes, shipped in `data/` and
 # trained by `python -m minidiff train --dataset shapes ...` (the exact command is in `data/README.md`).
-# `experiments.eta_steps_grid` samples one $x_T$ with every $(\eta, S)$ under classifier-free guidance ($w = 3$;
+# `bench.eta_grid.eta_steps_grid` samples one $x_T$ with every $(\eta, S)$ under classifier-free guidance ($w = 3$;
 # lecture 3) and reports each sample's change from the same $\eta$'s sample with the most steps (MSE on $[0, 1]$
 # pixels). For $\eta = 0$ that is the distance to the converged ODE solution and it shrinks quickly; for $\eta > 0$
 # each step count injects different noise, so the rows are different samples, not approximations of one, and the
@@ -562,7 +564,7 @@ model = pretrained.load("shapes")
 print(f"shapes model: {model.num_params() / 1e6:.2f}M parameters, schedule {model.schedule.spec}")
 prompt = "a yellow triangle in the center on a gray background"
 png = Path("out") / "eta_steps_grid.png"
-rows = eta_steps_grid(model, prompt, etas=etas, steps=SHAPES_STEPS, seed=0, guidance=3.0, path=png)
+rows = eta_steps_grid(model, prompt, etas=etas, steps=SHAPES_STEPS, seed=0, w=3.0, path=png)
 for eta in etas:
     print(f"eta = {eta:g}: change vs {max(SHAPES_STEPS)} steps: "
           + ", ".join(f"{r['steps']} steps {r['change_vs_most_steps']:.2e}" for r in rows if r["eta"] == eta))
@@ -579,7 +581,7 @@ plt.show()
 # sample, measured on this machine for a small batch; DDPM's 1000 steps are extrapolated from the fitted line.
 
 # %%
-guided = classifier_free_guidance(model, model.null_context(1), 3.0)
+guided = classifier_free_guidance(model, Guidance.of(model, 3.0))
 context = model.encode_text([prompt] * SPEED_BATCH)
 x_T = torch.randn(SPEED_BATCH, 3, 32, 32, generator=gen(50))
 ddim_sample(guided, model.schedule, x_T, steps=2, context=context)  # warm-up

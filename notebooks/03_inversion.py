@@ -41,14 +41,21 @@ import matplotlib.pyplot as plt
 import torch
 from torch.testing import assert_close
 
-from minidiff import pretrained
-from minidiff.experiments import DDIM_PAPER_CIFAR10, cfg_inversion_table, ddim_roundtrip_table, reconstruction_mse
-from minidiff.guidance import classifier_guidance, guidance_scale_from_ho_salimans, ho_salimans_from_guidance_scale
+from minidiff.bench.roundtrip import DDIM_PAPER_CIFAR10, cfg_inversion_table, ddim_roundtrip_table
+from minidiff.bench.tables import reconstruction_mse
+from minidiff.datasets.shapes import OBJECT_COLOURS, ShapesDataset, caption, render, replace_word
+from minidiff.datasets.shapes_check import check, check_batch
+from minidiff.guidance import (
+    Guidance,
+    classifier_free_guidance,
+    classifier_guidance,
+    ho_salimans_from_w,
+    w_from_ho_salimans,
+)
 from minidiff.inversion import ddim_invert, ddim_invert_step, sdedit, sdedit_grid
 from minidiff.oracles import two_gaussians_eps, two_gaussians_logits
-from minidiff.samplers import classifier_free_guidance, ddim_sample, ddim_step
-from minidiff.shapes import OBJECT_COLOURS, ShapesDataset, caption, render, replace_word
-from minidiff.shapes_check import check, check_batch
+from minidiff.samplers import ddim_sample, ddim_step
+from minidiff.training import pretrained
 from minidiff.viz import image_grid
 
 F64 = torch.float64
@@ -108,7 +115,7 @@ x_ideal = torch.stack([render(s)[0] for s in targets])  # the exact edit
 src_prompts, tgt_prompts = [caption(s) for s in sources], [caption(s) for s in targets]
 print(f"source: {src_prompts[0]!r}\ntarget: {tgt_prompts[0]!r}")
 
-guided = classifier_free_guidance(model, model.null_context(1), W_EDIT)  # section 3 explains guidance
+guided = classifier_free_guidance(model, Guidance.of(model, W_EDIT))  # section 3 explains guidance
 ctx_tgt = model.encode_text(tgt_prompts)
 eps_fwd = torch.randn(x_src.shape, generator=gen(0))  # one forward noise, shared by every t0
 
@@ -266,7 +273,7 @@ plt.show()
 # %% [markdown]
 # The mismatch is typically largest in the first large steps above $t = 0$, where $\bar\sigma$ changes most relative
 # to its size (the grid's first step, $0 \to 1$, is tiny) and fine image detail makes the model least smooth in $x$.
-# `experiments.ddim_roundtrip_table` repeats the round trip for several step counts, beside
+# `bench.roundtrip.ddim_roundtrip_table` repeats the round trip for several step counts, beside
 # the DDIM paper's CIFAR-10 numbers (sec. 5.4: per-dimension MSE on $[0, 1]$ pixels, from the unconditional CIFAR-10
 # model). Different data and model, same trend: the error falls roughly like $1/S$ or faster.
 
@@ -297,7 +304,7 @@ plt.show()
 # - `minidiff`, Imagen and diffusers' `guidance_scale`: $w$ as above; $w = 0$ unconditional, $w = 1$ the plain
 #   conditional model. Stable Diffusion's default 7.5 is this $w$.
 # - Ho & Salimans' paper: $\tilde\epsilon = (1 + w')\, \epsilon_c - w' \epsilon_u$, so $w' = 0$ is the conditional
-#   model and $w = 1 + w'$ (`guidance_scale_from_ho_salimans`).
+#   model and $w = 1 + w'$ (`w_from_ho_salimans`).
 #
 # Why it works: $\epsilon = -\sqrt{1 - \bar\alpha_t}\, \nabla_{x_t} \log p_t(x_t)$ for the optimal model, so
 # $\epsilon_c - \epsilon_u = -\sqrt{1 - \bar\alpha_t}\, \nabla_{x_t} \log \frac{p_t(x_t \mid c)}{p_t(x_t)} =
@@ -310,13 +317,13 @@ t = torch.linspace(50, 950, N_INV).round().long()  # (N_INV,) one noise level pe
 with torch.no_grad():
     eps_c, eps_u = model(x_t, t, ctx_inv), model(x_t, t, model.null_context(N_INV))
     for w_prime in (0.0, 2.0, 6.5):
-        w = guidance_scale_from_ho_salimans(w_prime)
-        assert w == 1 + w_prime and ho_salimans_from_guidance_scale(w) == w_prime
+        w = w_from_ho_salimans(w_prime)
+        assert w == 1 + w_prime and ho_salimans_from_w(w) == w_prime
         eps_ho_salimans = (1 + w_prime) * eps_c - w_prime * eps_u  # Ho & Salimans' form
         eps_minidiff = eps_u + w * (eps_c - eps_u)  # minidiff's form
         assert_close(eps_ho_salimans, eps_minidiff, rtol=1e-5, atol=1e-5)
         # the library runs [null; cond] as one batch of 2B: equal up to float32 round-off
-        assert_close(classifier_free_guidance(model, model.null_context(1), w)(x_t, t, ctx_inv), eps_minidiff,
+        assert_close(classifier_free_guidance(model, Guidance.of(model, w))(x_t, t, ctx_inv), eps_minidiff,
                      rtol=1e-4, atol=1e-4)
 print("w' = 0, 2, 6.5 (Ho & Salimans) = w = 1, 3, 7.5 (minidiff); inline CFG = classifier_free_guidance")
 
@@ -330,7 +337,7 @@ ctx = model.encode_text(prompts)
 x_T = torch.randn(N_PER_W, 3, 32, 32, generator=gen(11))
 by_w = {}
 for w in CFG_WS:
-    by_w[w] = ddim_sample(classifier_free_guidance(model, model.null_context(1), w), sched, x_T, SAMPLE_STEPS,
+    by_w[w] = ddim_sample(classifier_free_guidance(model, Guidance.of(model, w)), sched, x_T, SAMPLE_STEPS,
                           context=ctx)
     acc = check_batch(by_w[w], prompts)
     print(f"w = {w:3g}: all correct {acc['correct']:.2f}, colour {acc['colour']:.2f}, shape {acc['shape']:.2f}, "
@@ -351,8 +358,8 @@ print(f"pixel std of real test images: {x_inv.std():.2f}; prompts (one per colum
 # one: $\epsilon_u - \sqrt{1 - \bar\alpha_t}\, \nabla \log p(y \mid x_t) = -\sqrt{1 - \bar\alpha_t}\, \nabla \log
 # p_t(x_t \mid y) = \epsilon_y$. We can check that to round-off on two Gaussian classes $x_0 \mid y \sim
 # \mathcal N(\pm\mu, s_0^2 I)$, where the optimal unconditional and class models and the exact noisy classifier are all
-# closed-form (`minidiff.oracles`). (For `shapes`, `guidance.train_shapes_classifier` trains a `NoisyClassifier`
-# of the background colour: exercise 4.)
+# closed-form (`minidiff.oracles`). (For `shapes`, `training.classifiers.train_shapes_classifier` trains a
+# `NoisyClassifier` of the background colour: exercise 4.)
 
 # %%
 mu, s0 = torch.tensor([1.0, 0.5], dtype=F64), 0.35
@@ -402,14 +409,14 @@ plt.show()
 # To edit with a strong prompt we want to sample with $w \approx 7.5$, so we invert with the same guided model.
 # But $\tilde\epsilon = \epsilon_u + w(\epsilon_c - \epsilon_u)$ multiplies the $x$-dependence of $\epsilon_c -
 # \epsilon_u$ by $w$: the guided model is much less linear along the path, and the local-linearity error of each
-# inversion step grows. `experiments.cfg_inversion_table` measures the round trip (invert and sample, both with the
+# inversion step grows. `bench.roundtrip.cfg_inversion_table` measures the round trip (invert and sample, both with the
 # same $w$ and caption):
 
 # %%
 cfg_rows = cfg_inversion_table(model, x_inv, inv_prompts, ws=(1.0, 3.0, 7.5), steps=INV_STEPS)
-guided_75 = classifier_free_guidance(model, model.null_context(1), 7.5)
-x_rec_75 = ddim_sample(guided_75, sched, ddim_invert(model, sched, x_inv, INV_STEPS, ctx_inv,
-                                                     guidance=(model.null_context(1), 7.5)), INV_STEPS, context=ctx_inv)
+g75 = Guidance.of(model, 7.5)  # the one way to ask for guidance: every sampler and inversion takes guidance=
+x_rec_75 = ddim_sample(model, sched, ddim_invert(model, sched, x_inv, INV_STEPS, ctx_inv, guidance=g75), INV_STEPS,
+                       context=ctx_inv, guidance=g75)
 assert_close(reconstruction_mse(x_rec_75, x_inv).mean().item(), cfg_rows[-1]["mse"], rtol=1e-3, atol=0)
 w1 = cfg_rows[0]["mse"]
 print("relative to w = 1: " + ", ".join(f"w = {r['w']:g}: {r['mse'] / w1:.1f}x" for r in cfg_rows[1:]))
@@ -443,9 +450,9 @@ plt.show()
 # 3. Fixed-point inversion: solve the implicit equation of section 2 by iterating $x_t \leftarrow$
 #    `ddim_invert_step(x_prev, eps_model(x_t, t))` a few times per step. Plot the round-trip error vs steps with 0, 1, 3
 #    iterations. What does each iteration cost?
-# 4. Train the noisy background classifier (`guidance.train_shapes_classifier`, a few minutes) and guide unconditional
-#    samples (null context) to each background colour with `classifier_guidance`. How does the checker's background
-#    accuracy grow with $s$?
+# 4. Train the noisy background classifier (`training.classifiers.train_shapes_classifier`, a few minutes) and
+#    guide unconditional samples (null context) to each background colour with `classifier_guidance`. How does the
+#    checker's background accuracy grow with $s$?
 # 5. Show that in the two-Gaussian oracle CFG with $w$ samples exactly $\propto p_t(x)\, p_t(y \mid x)^w$ at every $t$
 #    for the score, and compute that tilted distribution at $t = 0$ in closed form: is it still a Gaussian mixture?
 # 6. Why is the inversion mismatch largest near $t = 0$? Plot $\bar\sigma_t - \bar\sigma_{t_\text{prev}}$ and

@@ -39,14 +39,15 @@ import matplotlib.pyplot as plt
 import torch
 from torch.testing import assert_close
 
-from minidiff import pretrained
+from minidiff.bench.edict import edict_table
+from minidiff.bench.tables import reconstruction_mse
+from minidiff.datasets.shapes import ShapesDataset, caption, render, replace_word, shapes_tensors
+from minidiff.datasets.shapes_check import check
 from minidiff.edict import edict_coefficients, edict_edit, edict_invert, edict_sample, edict_step, edit_grid
-from minidiff.experiments import reconstruction_mse
-from minidiff.experiments_edict import edict_table
+from minidiff.guidance import Guidance
 from minidiff.inversion import ddim_invert
-from minidiff.samplers import classifier_free_guidance, ddim_sample, ddim_step
-from minidiff.shapes import ShapesDataset, caption, render, replace_word, shapes_tensors
-from minidiff.shapes_check import check
+from minidiff.samplers import ddim_sample, ddim_step
+from minidiff.training import pretrained
 from minidiff.viz import to_numpy_image
 
 F64 = torch.float64
@@ -323,7 +324,7 @@ for (p, lf), d in order_drift.items():
 
 # %%
 table_model, table_images = (model, x0_all[:N_TABLE]) if FAST else (model64, x0_all[:N_TABLE].double())
-rows = edict_table(table_model, table_images, captions_all[:N_TABLE], steps_list=TABLE_STEPS, guidance_w=W)
+rows = edict_table(table_model, table_images, captions_all[:N_TABLE], steps_list=TABLE_STEPS, w=W)
 mse = {(r["method"], r["steps"]): r["mse"] for r in rows}
 for S in TABLE_STEPS:
     assert mse["EDICT (UC)", S] < 1e-3 * mse["DDIM (UC)", S] and mse["EDICT (C)", S] < 1e-3 * mse["DDIM (C)", S]
@@ -346,7 +347,7 @@ target = replace_word(scene, old, new)
 x0_edit, mask = render(scene)[0][None], render(scene)[1][0]
 x_target = render(target)[0][None]
 base_ctx, target_ctx = model.encode_text([caption(scene)]), model.encode_text([caption(target)])
-guidance = (model.null_context(1), W)
+guidance = Guidance.of(model, W)
 
 x_edict, y_edict = edict_edit(model, sched, x0_edit, base_ctx, target_ctx, steps=EDIT_STEPS, guidance=guidance,
                               strength=0.8)  # alternating order (leapfrog), the default
@@ -354,7 +355,7 @@ x_xfirst, y_xfirst = edict_edit(model, sched, x0_edit, base_ctx, target_ctx, ste
                                 strength=0.8, leapfrog=False)
 grid = edit_grid(sched.T, EDIT_STEPS, 0.8)
 z_t0 = ddim_invert(model, sched, x0_edit, context=base_ctx, guidance=guidance, grid=grid)
-x_ddim = ddim_sample(classifier_free_guidance(model, *guidance), sched, z_t0, context=target_ctx, grid=grid)
+x_ddim = ddim_sample(model, sched, z_t0, context=target_ctx, grid=grid, guidance=guidance)
 
 
 near = torch.nn.functional.max_pool2d(mask[None, None].float(), 5, stride=1, padding=2)[0, 0] > 0  # object + 2 px
@@ -411,7 +412,7 @@ print(f"EDICT's x and y differ by RMS {rms(x_edict - y_edict):.3f} alternating, 
 # absent.
 
 # %%
-from minidiff.data import load_dataset, missing
+from minidiff.datasets import load_dataset, missing
 
 if not (pretrained.available("cifar10") and pretrained.available("cifar10_ae")):
     print(f"skipping §6: no checkpoints 'cifar10' + 'cifar10_ae' in {pretrained.checkpoint_dir()}")
@@ -423,7 +424,7 @@ else:
     contexts = latent_model.encode_text([item["caption"], item["caption"].replace("cat", "dog")])
     x_cat = item["image"][None]
     x_dog, _ = edict_edit(latent_model, latent_model.schedule, x_cat, contexts[:1], contexts[1:], steps=EDIT_STEPS,
-                          guidance=(latent_model.null_context(1), W), encode=latent_model.encode,
+                          guidance=Guidance.of(latent_model, W), encode=latent_model.encode,
                           decode=latent_model.decode)
     fig, ax = plt.subplots(1, 2, figsize=(4, 2.2))
     for axis, image, title in zip(ax, [x_cat, x_dog], ["source", "EDICT: cat -> dog"], strict=True):

@@ -43,10 +43,13 @@ import time
 import matplotlib.pyplot as plt
 import torch
 
-from minidiff import pretrained
-from minidiff.experiments_p2p import edit_benchmark, make_cases
-from minidiff.inversion import ddim_invert, null_text_invert, null_text_sample
+from minidiff.bench.edit import edit_benchmark, make_cases
+from minidiff.datasets.shapes import Scene, ShapeObject
+from minidiff.datasets.shapes_check import check
+from minidiff.guidance import Guidance
+from minidiff.inversion import ddim_invert
 from minidiff.metrics import psnr
+from minidiff.null_text import null_text_invert, null_text_sample
 from minidiff.p2p import (
     AttentionEdit,
     AttentionStore,
@@ -58,10 +61,9 @@ from minidiff.p2p import (
     refinement_mapper,
     word_maps,
 )
-from minidiff.samplers import classifier_free_guidance, ddim_sample
+from minidiff.samplers import ddim_sample
 from minidiff.schedule import timesteps
-from minidiff.shapes import Scene, ShapeObject
-from minidiff.shapes_check import check
+from minidiff.training import pretrained
 from minidiff.viz import attention_figure, image_grid, to_numpy_image
 
 STEPS = 20 if FAST else 50
@@ -71,6 +73,7 @@ W = 3.0  # classifier-free guidance scale used throughout (the shapes model's sa
 t_start = time.time()
 model = pretrained.load("shapes")
 tok, sched = model.tokenizer, model.schedule
+GW = Guidance.of(model, W)  # classifier-free guidance: the model's encoded "" as null condition, scale W
 grid = timesteps(sched.T, STEPS)
 x_T = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(7))  # a seed the model draws right
 
@@ -93,7 +96,7 @@ def show(images, titles):
 src = "a red circle on the left and a blue square on the right on a white background"
 store = AttentionStore(2)
 ctrl = AttentionEdit(tok, src, src, grid, cross_steps=0.0, store=store)  # injects nothing: plain sampling
-x_src, _ = p2p_sample(model, ctrl, x_T, guidance=W)
+x_src, _ = p2p_sample(model, ctrl, x_T, guidance=GW)
 print("resolutions with cross-attention:", store.resolutions(), "| each row sums to",
       store.maps(16).sum(-1).mean().item())
 words, maps = word_maps(store, tok, src)
@@ -122,13 +125,13 @@ assert red[:, :8].sum() > red[:, 8:].sum() and blue[:, 8:].sum() > blue[:, :8].s
 
 # %%
 same = Replace(tok, src, src, grid, cross_steps=1.0, self_steps=1.0)
-a, b = p2p_sample(model, same, x_T, guidance=W)
+a, b = p2p_sample(model, same, x_T, guidance=GW)
 assert torch.equal(a, b)
 
 tgt = "a red circle on the left and a green square on the right on a white background"
 rows, titles = [x_src[0]], ["source"]
 for tau in (0.0, 0.2, 0.5, 0.8, 1.0):
-    _, x = p2p_sample(model, Replace(tok, src, tgt, grid, cross_steps=tau), x_T, guidance=W)
+    _, x = p2p_sample(model, Replace(tok, src, tgt, grid, cross_steps=tau), x_T, guidance=GW)
     rows.append(x[0])
     titles.append(f"tau = {tau}\n{'OK' if check(x[0], tgt)['correct'] else 'X'}")
 show(rows, titles)
@@ -146,7 +149,7 @@ settings = {"tau 0.8 for all": dict(cross_steps=0.8),
             "+ self-attention 0.3": dict(cross_steps={"default": 0.8, "triangle": 0.2}, self_steps=0.3)}
 rows, titles = [x_src[0]], ["source"]
 for name, kw in settings.items():
-    _, x = p2p_sample(model, Replace(tok, src, tgt_shape, grid, **kw), x_T, guidance=W)
+    _, x = p2p_sample(model, Replace(tok, src, tgt_shape, grid, **kw), x_T, guidance=GW)
     rows.append(x[0])
     titles.append(f"{name}\n{'OK' if check(x[0], tgt_shape)['correct'] else 'X'}")
 show(rows, titles)
@@ -178,7 +181,7 @@ mapper, aligned = refinement_mapper(tok, one, two)
 print("target words:", tok.split(two))
 print("source token of each target token:", mapper[: len(tok.split(two)) + 1].tolist())
 print("aligned?                           ", aligned[: len(tok.split(two)) + 1].int().tolist())
-x1, x2 = p2p_sample(model, Refine(tok, one, two, grid, cross_steps=0.8), x_T, guidance=W)
+x1, x2 = p2p_sample(model, Refine(tok, one, two, grid, cross_steps=0.8), x_T, guidance=GW)
 show([x1[0], x2[0]], [one, f"refined: {'OK' if check(x2[0], two)['correct'] else 'X'}"])
 
 # %% [markdown]
@@ -188,7 +191,7 @@ show([x1[0], x2[0]], [one, f"refined: {'OK' if check(x2[0], two)['correct'] else
 # %%
 rows, titles = [], []
 for c in (0.0, 0.5, 1.0, 2.0):
-    a, x = p2p_sample(model, Reweight(tok, one, one, grid, weights={"red": c}, cross_steps=1.0), x_T, guidance=W)
+    a, x = p2p_sample(model, Reweight(tok, one, one, grid, weights={"red": c}, cross_steps=1.0), x_T, guidance=GW)
     if c == 1.0:
         assert torch.equal(a, x)
     rows.append(x[0])
@@ -206,7 +209,7 @@ show(rows, titles)
 # %%
 tgt_colour = "a red circle on the left and a green square on the right on a white background"
 blend = LocalBlend.for_model(model, [src], [tgt_colour], [["blue"]], [["green"]])
-a, x = p2p_sample(model, Replace(tok, src, tgt_colour, grid, cross_steps=0.8, local_blend=blend), x_T, guidance=W)
+a, x = p2p_sample(model, Replace(tok, src, tgt_colour, grid, cross_steps=0.8, local_blend=blend), x_T, guidance=GW)
 mask = blend.last_mask
 outside = (mask == 0).expand_as(a)
 print(f"mask covers {mask.mean():.0%} of the image; max |target - source| outside it:",
@@ -241,13 +244,10 @@ ctx, null = model.encode_text(prompt), model.null_context()
 recs = {}
 for w in (3.0, 7.5):
     with torch.no_grad():
-        z = ddim_invert(model, sched, x0, STEPS, ctx, guidance=(null, w))
-        recs[f"DDIM inversion, w = {w}"] = ddim_sample(classifier_free_guidance(model, null, w), sched, z, STEPS,
-                                                       context=ctx)
-    inv = null_text_invert(model, sched, x0, ctx, null, w=w, steps=STEPS)
-    with torch.no_grad():
-        recs[f"null-text inversion, w = {w}"] = null_text_sample(model, sched, inv.x_T, ctx, inv.null_embeddings,
-                                                                 w, inv.grid)
+        z = ddim_invert(model, sched, x0, STEPS, ctx, guidance=Guidance(null, w))
+        recs[f"DDIM inversion, w = {w}"] = ddim_sample(model, sched, z, STEPS, context=ctx, guidance=Guidance(null, w))
+    inv = null_text_invert(model, sched, x0, ctx, Guidance(null, w), steps=STEPS)
+    recs[f"null-text inversion, w = {w}"] = null_text_sample(model, sched, inv, ctx)
 show([x0[0], *[r[0] for r in recs.values()]],
      ["real (rendered)", *[f"{k}\n{psnr(r, x0).item():.1f} dB" for k, r in recs.items()]])
 gain = psnr(recs["null-text inversion, w = 7.5"], x0) - psnr(recs["DDIM inversion, w = 7.5"], x0)
@@ -259,10 +259,10 @@ assert gain.item() > 3
 # `null_embeddings`; the source and the target use them, as in the reference code. Editing the inverted image:
 
 # %%
-inv = null_text_invert(model, sched, x0, ctx, null, w=W, steps=STEPS)
+inv = null_text_invert(model, sched, x0, ctx, GW, steps=STEPS)
 blend = LocalBlend.for_model(model, prompt, cases.target_caption, [["red"]], [["green"]])
 edit = Replace(tok, prompt, cases.target_caption, grid, cross_steps=0.8, self_steps=0.4, local_blend=blend)
-rec, x = p2p_sample(model, edit, inv.x_T, guidance=W, null_embeddings=inv.null_embeddings)
+rec, x = p2p_sample(model, edit, inv.x_T, guidance=GW, null_embeddings=inv.null_embeddings)
 show([x0[0], rec[0], x[0], cases.target[0]],
      ["real", "reconstruction", f"edit: {'OK' if check(x[0], cases.target_caption[0])['correct'] else 'X'}",
       "exact target (rendered)"])

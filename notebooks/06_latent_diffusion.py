@@ -39,13 +39,13 @@ import matplotlib.pyplot as plt
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from minidiff import pretrained
-from minidiff.data import missing
-from minidiff.evaluate import generate
-from minidiff.experiments_latent import heldout, quality_table
+from minidiff.bench.latent import quality_table
+from minidiff.datasets import heldout, missing
 from minidiff.metrics import psnr, ssim
 from minidiff.nn.autoencoder import estimate_scale_factor
+from minidiff.nn.diffusion_model import generate
 from minidiff.nn.unet import UNet, UNetConfig
+from minidiff.training import pretrained
 from minidiff.viz import image_grid
 
 N_IMAGES = 200 if FAST else 1000
@@ -171,7 +171,7 @@ for name, ps in prompts.items():
     if not have("§4", name):
         continue
     model = pretrained.load(name)
-    x = generate(model, [p for p in ps for _ in range(2)], guidance=3.0, steps=STEPS, progress=False)
+    x = generate(model, [p for p in ps for _ in range(2)], w=3.0, steps=STEPS, progress=False)
     grid(x, [p.removeprefix("a photo of a ") for p in ps for _ in range(2)], ncol=10)
 
 # %% [markdown]

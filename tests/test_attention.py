@@ -3,13 +3,8 @@
 import pytest
 import torch
 
-from minidiff.nn.attention import (
-    Attention,
-    AttentionController,
-    AttentionInfo,
-    attention_control,
-    attention_layers,
-)
+from minidiff.attention_control import AttentionController, AttentionInfo, attention_control
+from minidiff.nn.attention import Attention, attention_layers
 from minidiff.nn.unet import UNet, UNetConfig
 
 # image 16, levels at 16 and 8; layer names -> feature-map size (documents the naming)

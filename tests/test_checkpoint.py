@@ -5,12 +5,12 @@ import json
 import pytest
 import torch
 
-from minidiff import pretrained
-from minidiff.checkpoint import load_model, save_model
-from minidiff.model import DiffusionModel
+from minidiff.nn.diffusion_model import DiffusionModel
+from minidiff.nn.text import TextEncoderConfig, Tokenizer
 from minidiff.nn.unet import UNetConfig
 from minidiff.schedule import Schedule
-from minidiff.text import TextEncoderConfig, Tokenizer
+from minidiff.training import pretrained
+from minidiff.training.checkpoint import load_model, save_model
 
 
 def tiny_model(seed: int = 0, base: int = 8) -> DiffusionModel:

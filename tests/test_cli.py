@@ -4,8 +4,8 @@ import re
 
 import pytest
 
-from minidiff.__main__ import main
-from minidiff.checkpoint import save_model
+from minidiff.cli import main
+from minidiff.training.checkpoint import save_model
 from tests.test_checkpoint import tiny_model
 
 
@@ -19,7 +19,7 @@ def test_every_subcommand_has_help(cmd, capsys):
 
 def test_module_docstring_names_exactly_the_subcommands(capsys):
     """`python -m minidiff --help` shows the module docstring; its {a,b,...} list is argparse's own."""
-    import minidiff.__main__ as cli
+    import minidiff.cli as cli
 
     with pytest.raises(SystemExit):
         main(["--help"])
@@ -42,7 +42,7 @@ def test_bench_edict_prints_an_exact_edict_round_trip(capsys):
     """`bench edict` on the shapes model: EDICT's round trip is exact up to float32 round-off, DDIM's is not.
     Measured (2 scenes, 5 steps): EDICT (UC) MSE 2.4e-10, DDIM (UC) 2.2e-2. Round-off grows by 1/p^2 per step
     from float32's 6e-8, so 1e-8 bounds it at 5 steps; DDIM's error is a modelling error, far above 1e-3."""
-    from minidiff import pretrained
+    from minidiff.training import pretrained
 
     if not pretrained.available("shapes"):
         pytest.skip("shipped shapes checkpoint missing")

@@ -8,8 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from minidiff import data
-from minidiff.shapes import ShapesDataset, parse_caption
+from minidiff.datasets import load_dataset
+from minidiff.datasets import real as data
+from minidiff.datasets.shapes import ShapesDataset, parse_caption
 
 CIFAR_MISSING, CELEBA_MISSING = data.missing("cifar10"), data.missing("celeba")  # None: found
 needs_cifar = pytest.mark.skipif(CIFAR_MISSING is not None, reason=f"{CIFAR_MISSING}")
@@ -26,7 +27,7 @@ def private_cache(tmp_path_factory):
 
 @needs_cifar
 def test_cifar10_test_split_has_1000_images_per_class_in_minus_one_one():
-    test = data.load_dataset("cifar10", "test", progress=False)
+    test = load_dataset("cifar10", "test", progress=False)
     assert len(test) == 10_000 and test.images.dtype == torch.uint8
     assert torch.bincount(test.extras["label"]).tolist() == [1000] * 10
     item = test[1234]
@@ -44,7 +45,7 @@ def test_cifar10_test_split_has_1000_images_per_class_in_minus_one_one():
 def test_cifar10_train_channel_means_match_the_published_values():
     # an evenly spaced, class-balanced tenth of the 50k train images (the full split gives
     # 0.4914, 0.4822, 0.4465 to 4 decimals; this subset is within 0.002 of them)
-    train = data.load_dataset("cifar10", "train", limit=5000, progress=False)
+    train = load_dataset("cifar10", "train", limit=5000, progress=False)
     assert torch.bincount(train.extras["label"]).tolist() == [500] * 10
     mean = (train.images.double() / 255).mean(dim=(0, 2, 3))
     torch.testing.assert_close(mean, torch.tensor([0.4914, 0.4822, 0.4465]).double(),
@@ -53,17 +54,17 @@ def test_cifar10_train_channel_means_match_the_published_values():
 
 @needs_cifar
 def test_second_cifar10_load_comes_from_the_cache_and_is_identical():
-    first = data.load_dataset("cifar10", "test", limit=300, progress=False)
+    first = load_dataset("cifar10", "test", limit=300, progress=False)
     cached = list(os.scandir(os.environ["MINIDIFF_CACHE"]))
     assert any("cifar10-png-test-300" in entry.name for entry in cached)
-    second = data.load_dataset("cifar10", "test", limit=300, progress=False)
+    second = load_dataset("cifar10", "test", limit=300, progress=False)
     assert torch.equal(first.images, second.images) and first.captions == second.captions
 
 
 @needs_celeba
 @pytest.mark.parametrize("size", [32, 64])
 def test_celeba_faces_are_square_crops_at_the_requested_size(size):
-    faces = data.load_dataset("celeba", "test", image_size=size, limit=50, progress=False)
+    faces = load_dataset("celeba", "test", image_size=size, limit=50, progress=False)
     item = faces[0]
     assert item["image"].shape == (3, size, size) and len(faces) == 50
     assert -1 <= item["image"].min() < item["image"].max() <= 1
@@ -72,7 +73,7 @@ def test_celeba_faces_are_square_crops_at_the_requested_size(size):
 
 @needs_celeba
 def test_celeba_captions_agree_with_attribute_rows():
-    faces = data.load_dataset("celeba", "test", image_size=32, progress=False)
+    faces = load_dataset("celeba", "test", image_size=32, progress=False)
     assert len(faces) == data.CELEBA_TEST_SIZE
     column = {name: k for k, name in enumerate(faces.attribute_names)}
     for caption, row in zip(faces.captions, faces.extras["attributes"].tolist(), strict=True):
@@ -96,14 +97,14 @@ def test_celeba_attribute_base_rates_match_the_archive_readme():
     rate = dict(zip(names, values.mean(axis=0), strict=True))
     for name, expected in dict(Smiling=0.482, Male=0.422, Eyeglasses=0.067, Young=0.777).items():
         assert abs(rate[name] - expected) < 0.001, (name, rate[name])
-    train = data.load_dataset("celeba", "train", image_size=32, limit=10, progress=False)
+    train = load_dataset("celeba", "train", image_size=32, limit=10, progress=False)
     assert train.extras["attributes"].tolist()[0] == values[0].tolist()  # train starts at 1
 
 
 def test_missing_data_error_says_how_to_get_it(tmp_path):
     for name, archive in (("cifar10", "cifar10-png.zip"), ("celeba", "celeba-10k.zip")):
         with pytest.raises(FileNotFoundError) as error:
-            data.load_dataset(name, "test", root=tmp_path / "nowhere")
+            load_dataset(name, "test", root=tmp_path / "nowhere")
         message = str(error.value)
         assert "download=True" in message and "MINIDIFF_DATA" in message
         assert archive in message and str(tmp_path / "nowhere") in message
@@ -118,14 +119,14 @@ def test_no_shared_turns_off_the_sibling_lookup_but_not_minidiff_data(tmp_path, 
     assert not data.available("cifar10") and not data.available("celeba") and data.available("shapes")
     assert "MINIDIFF_NO_SHARED" in data.missing("cifar10") and "cifar10-png.zip" in data.missing("cifar10")
     with pytest.raises(FileNotFoundError, match="MINIDIFF_NO_SHARED"):
-        data.load_dataset("celeba", "test")
+        load_dataset("celeba", "test")
     monkeypatch.setenv("MINIDIFF_DATA", str(tmp_path))
     assert data.data_root() == tmp_path and not data.available("cifar10")
     (tmp_path / "cifar10" / "test" / "cat").mkdir(parents=True)
     assert data.available("cifar10") and data.available("cifar10", root=tmp_path)
     monkeypatch.delenv("MINIDIFF_DATA")
     monkeypatch.setenv("MINIDIFF_NO_SHARED", "0")
-    shared = Path(data.__file__).resolve().parents[2] / "shared" / "data"
+    shared = Path(data.__file__).resolve().parents[3] / "shared" / "data"
     assert data.data_root() == (shared if shared.is_dir() else None)
     with pytest.raises(ValueError, match="mnist"):
         data.available("mnist")
@@ -139,7 +140,7 @@ def test_extracted_folder_works_like_the_zip(tmp_path):
         for k in range(3):
             pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
             Image.fromarray(pixels).save(folder / f"{cls}_{k}.png")
-    loaded = data.load_dataset("cifar10", "test", root=tmp_path, progress=False)
+    loaded = load_dataset("cifar10", "test", root=tmp_path, progress=False)
     assert len(loaded) == 6 and loaded.captions[0] == "a photo of a cat"
     assert loaded.extras["label"].tolist() == [3] * 3 + [5] * 3
     saved = np.array(Image.open(tmp_path / "cifar10/test/cat/cat_0.png"))
@@ -147,11 +148,11 @@ def test_extracted_folder_works_like_the_zip(tmp_path):
 
 
 def test_shapes_through_load_dataset_and_bad_names_are_explained():
-    shapes = data.load_dataset("shapes", "test", n=8, seed=2)
+    shapes = load_dataset("shapes", "test", n=8, seed=2)
     assert isinstance(shapes, ShapesDataset) and len(shapes) == 8
     assert torch.equal(shapes[3]["image"], ShapesDataset(8, 2, "test")[3]["image"])
     parse_caption(shapes[3]["caption"])
     with pytest.raises(ValueError, match="expected one of shapes, cifar10, celeba"):
-        data.load_dataset("mnist")
+        load_dataset("mnist")
     with pytest.raises(ValueError, match="split must be one of train, test; got 'val'"):
-        data.load_dataset("cifar10", "val")
+        load_dataset("cifar10", "val")

@@ -16,7 +16,7 @@ def test_demo_fast_runs_offline_and_writes_its_figures(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "toy_ddpm.png").stat().st_size > 10_000
     assert "[toy]" in proc.stdout
-    from minidiff import pretrained
+    from minidiff.training import pretrained
 
     if pretrained.available("shapes"):
         assert (tmp_path / "shapes_samples.png").stat().st_size > 10_000

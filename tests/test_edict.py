@@ -9,7 +9,7 @@ when present, the shipped `shapes` checkpoint. Exactness claims hold for any eps
 import pytest
 import torch
 
-from minidiff import pretrained
+from minidiff.bench.edict import edict_table
 from minidiff.edict import (
     edict_coefficients,
     edict_edit,
@@ -19,13 +19,14 @@ from minidiff.edict import (
     edict_step_inverse,
     edit_grid,
 )
-from minidiff.experiments_edict import edict_table
-from minidiff.model import DiffusionModel
+from minidiff.guidance import Guidance
 from minidiff.nn.autoencoder import Autoencoder, AutoencoderConfig
+from minidiff.nn.diffusion_model import DiffusionModel
+from minidiff.nn.text import TextEncoderConfig, Tokenizer
 from minidiff.nn.unet import UNetConfig
 from minidiff.samplers import ddim_sample, ddim_step
 from minidiff.schedule import Schedule, timesteps
-from minidiff.text import TextEncoderConfig, Tokenizer
+from minidiff.training import pretrained
 from tests.test_experiments import CAPTIONS, XIndependentModel, images, tiny_model
 
 F64 = torch.float64
@@ -118,7 +119,7 @@ def test_leapfrog_alternates_the_order_and_inversion_mirrors_it_for_odd_and_even
     sample with) is not exact (error above 1e-3)."""
     model = tiny_model().double()
     x0, ctx = images(2, F64), model.encode_text(CAPTIONS)
-    guidance = (model.null_context(1), 3.0)
+    guidance = Guidance.of(model, 3.0)
     for S in (7, 8):
         for leapfrog in (True, False):
             inv, smp = [], []
@@ -146,7 +147,7 @@ def test_invert_then_sample_returns_the_input_to_1e_10_in_float64_on_a_real_netw
     model = tiny_model().double()
     x0 = images(2, F64)
     ctx = model.encode_text(CAPTIONS) if guided else model.null_context(2)
-    guidance = (model.null_context(1), 3.0) if guided else None
+    guidance = Guidance.of(model, 3.0) if guided else None
     x_T, y_T = edict_invert(model, model.schedule, x0, steps=50, context=ctx, guidance=guidance)
     x, y = edict_sample(model, model.schedule, x_T, y_T, steps=50, context=ctx, guidance=guidance)
     assert max(max_abs(x, x0), max_abs(y, x0)) < 1e-10
@@ -163,7 +164,7 @@ def test_float32_round_trip_error_is_reported():
     model = tiny_model()
     x0, null, cond = images(1), model.null_context(1), model.encode_text(CAPTIONS[:1])
     for leapfrog, bound in ((False, 1e-2), (True, 5e-2)):
-        for ctx, guidance in [(null, None), (cond, (null, 3.0))]:
+        for ctx, guidance in [(null, None), (cond, Guidance(null, 3.0))]:
             x_T, y_T = edict_invert(model, model.schedule, x0, steps=50, context=ctx, guidance=guidance,
                                     leapfrog=leapfrog)
             x, y = edict_sample(model, model.schedule, x_T, y_T, steps=50, context=ctx, guidance=guidance,
@@ -179,17 +180,17 @@ def test_shipped_shapes_model_round_trip_is_exact_in_float64_with_cfg():
     checkpoint, x first): max abs error 6.7e-13; asserted below 1e-10. The same run in float32 measured 1.3e-4 then
     (MSE ~1e-10 in [0, 1] units, against DDIM inversion's MSE 4.8e-4: see notebook 04) and 2.1e-4 now (shipped
     checkpoint, alternating order); asserted below 1e-2."""
-    from minidiff.shapes import shapes_tensors
+    from minidiff.datasets.shapes import shapes_tensors
 
     x0, caps = shapes_tensors(1, split="test")
     model, x0 = pretrained.load("shapes").double(), x0.double()
-    ctx, guidance = model.encode_text(caps), (model.null_context(1), 3.0)
+    ctx, guidance = model.encode_text(caps), Guidance.of(model, 3.0)
     x_T, y_T = edict_invert(model, model.schedule, x0, steps=50, context=ctx, guidance=guidance)
     x, y = edict_sample(model, model.schedule, x_T, y_T, steps=50, context=ctx, guidance=guidance)
     print(f"shipped shapes model, float64: max abs round-trip error {max(max_abs(x, x0), max_abs(y, x0)):.2e}")
     assert max(max_abs(x, x0), max_abs(y, x0)) < 1e-10
     model, x0 = pretrained.load("shapes"), x0.float()  # float32, as shipped
-    ctx, guidance = model.encode_text(caps), (model.null_context(1), 3.0)
+    ctx, guidance = model.encode_text(caps), Guidance.of(model, 3.0)
     x_T, y_T = edict_invert(model, model.schedule, x0, steps=50, context=ctx, guidance=guidance)
     x, y = edict_sample(model, model.schedule, x_T, y_T, steps=50, context=ctx, guidance=guidance)
     print(f"shipped shapes model, float32: max abs round-trip error {max(max_abs(x, x0), max_abs(y, x0)):.2e}")
@@ -202,14 +203,14 @@ def test_alternating_order_keeps_x_and_y_closer_than_x_first_on_shipped_model_ed
     w = 3, p = 0.93, float32: PSNR between the edited x and y. Measured, alternating (the reference's leapfrog) vs x
     always first: 34.0 vs 13.2, 41.4 vs 24.8, 23.0 vs 12.6 dB (on 102 scenes: see data/README.md). Asserted: every
     scene closer with alternation, by 8 dB on average."""
-    from minidiff.experiments_p2p import edit_cases
+    from minidiff.bench.edit import edit_cases
     from minidiff.metrics import psnr
 
     model, cases = pretrained.load("shapes"), edit_cases(3)
     src, tgt = model.encode_text(cases.source_caption), model.encode_text(cases.target_caption)
     gap = {}
     for leapfrog in (True, False):
-        x, y = edict_edit(model, model.schedule, cases.source, src, tgt, 50, guidance=(model.null_context(), 3.0),
+        x, y = edict_edit(model, model.schedule, cases.source, src, tgt, 50, guidance=Guidance.of(model, 3.0),
                           leapfrog=leapfrog)
         gap[leapfrog] = psnr(x.clamp(-1, 1), y.clamp(-1, 1))
     print({k: [f"{v:.1f}" for v in g.tolist()] for k, g in gap.items()})
@@ -264,7 +265,7 @@ def test_identical_base_and_target_prompts_make_edict_edit_the_identity(strength
     """Tiny random UNet, float64, 10 steps, CFG w = 3 in both halves: x and y come back to 1e-10 (measured ~1e-13)."""
     model = tiny_model().double()
     x0, ctx = images(2, F64), model.encode_text(CAPTIONS)
-    x, y = edict_edit(model, model.schedule, x0, ctx, ctx, steps=10, guidance=(model.null_context(1), 3.0),
+    x, y = edict_edit(model, model.schedule, x0, ctx, ctx, steps=10, guidance=Guidance.of(model, 3.0),
                       strength=strength)
     assert max(max_abs(x, x0), max_abs(y, x0)) < 1e-10
     edited, _ = edict_edit(model, model.schedule, x0, ctx, ctx.flip(0), steps=10, strength=strength)
@@ -286,7 +287,7 @@ def test_latent_edict_edit_with_identical_prompts_returns_the_autoencoder_recons
     target is decode(encode(x0)) to 1e-10 (float64, tiny random autoencoder and latent UNet, CFG w = 3)."""
     model, ae = tiny_latent_model_and_autoencoder()
     x0, ctx = images(2, F64), model.encode_text(CAPTIONS)
-    x, y = edict_edit(model, model.schedule, x0, ctx, ctx, steps=10, guidance=(model.null_context(1), 3.0),
+    x, y = edict_edit(model, model.schedule, x0, ctx, ctx, steps=10, guidance=Guidance.of(model, 3.0),
                       strength=1.0, encode=ae.to_latent, decode=ae.from_latent)
     with torch.no_grad():
         floor = ae.from_latent(ae.to_latent(x0))

@@ -8,17 +8,13 @@ with the DiffusionModel interface, checks the one number we know exactly: its ro
 import pytest
 import torch
 
-from minidiff.experiments import (
-    DDIM_PAPER_CIFAR10,
-    cfg_inversion_table,
-    ddim_roundtrip_table,
-    eta_steps_grid,
-    reconstruction_mse,
-)
-from minidiff.model import DiffusionModel
+from minidiff.bench.eta_grid import eta_steps_grid
+from minidiff.bench.roundtrip import DDIM_PAPER_CIFAR10, cfg_inversion_table, ddim_roundtrip_table
+from minidiff.bench.tables import reconstruction_mse
+from minidiff.nn.diffusion_model import DiffusionModel
+from minidiff.nn.text import TextEncoderConfig, Tokenizer
 from minidiff.nn.unet import UNetConfig
 from minidiff.schedule import Schedule
-from minidiff.text import TextEncoderConfig, Tokenizer
 
 CAPTIONS = ["a red circle", "a blue square"]
 

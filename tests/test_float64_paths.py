@@ -8,14 +8,17 @@ where an exact oracle exists, checks it to float64 round-off (1e-12), which floa
 here is ~1e-6).
 """
 
+import dataclasses
 from contextlib import contextmanager
 
 import torch
 
 from minidiff.edict import edict_edit
-from minidiff.inversion import ddim_invert, null_text_invert, null_text_sample, sdedit
+from minidiff.guidance import Guidance
+from minidiff.inversion import ddim_invert, sdedit
+from minidiff.null_text import null_text_invert, null_text_sample
 from minidiff.p2p import AttentionEdit, AttentionStore, LocalBlend, Refine, Replace, Reweight, p2p_sample
-from minidiff.samplers import classifier_free_guidance, ddim_sample
+from minidiff.samplers import ddim_sample
 from minidiff.schedule import timesteps
 from tests.test_experiments import images, tiny_model
 
@@ -59,11 +62,11 @@ def test_p2p_without_injection_is_ddim_of_each_prompt_to_float64_round_off():
     store = AttentionStore(2)
     ctrl = AttentionEdit(model.tokenizer, SRC, TGT, GRID, cross_steps=0.0, store=store)
     with only_float64(model) as seen:
-        xs, xt = p2p_sample(model, ctrl, x_T, guidance=3.0)
+        xs, xt = p2p_sample(model, ctrl, x_T, guidance=Guidance.of(model, 3.0))
     assert seen and xs.dtype == xt.dtype == F64
-    eps = classifier_free_guidance(model, model.null_context(1), 3.0)
     for prompt, x in ((SRC, xs), (TGT, xt)):
-        ref = ddim_sample(eps, model.schedule, x_T, context=model.encode_text(prompt), grid=GRID)
+        ref = ddim_sample(model, model.schedule, x_T, context=model.encode_text(prompt), grid=GRID,
+                          guidance=Guidance.of(model, 3.0))
         assert max_abs(x, ref) < 1e-12
     assert store.maps(16).dtype == F64
 
@@ -86,11 +89,11 @@ def test_every_p2p_controller_and_local_blend_run_in_float64():
     out64 = {}
     with only_float64(model):
         for name, ctrl in controllers().items():
-            out64[name] = p2p_sample(model, ctrl, x_T, guidance=3.0)[1]
+            out64[name] = p2p_sample(model, ctrl, x_T, guidance=Guidance.of(model, 3.0))[1]
             assert out64[name].dtype == F64, name
     model = model.float()
     for name, ctrl in controllers().items():
-        x32 = p2p_sample(model, ctrl, x_T.float(), guidance=3.0)[1]
+        x32 = p2p_sample(model, ctrl, x_T.float(), guidance=Guidance.of(model, 3.0))[1]
         assert max_abs(out64[name], x32.double()) < 1e-3, name
 
 
@@ -106,16 +109,17 @@ def test_inversion_sdedit_null_text_and_edict_run_in_float64():
         x_T = ddim_invert(model, model.schedule, x0, context=ctx, grid=GRID)
         rec = ddim_sample(model, model.schedule, x_T, context=ctx, grid=GRID)
         edited = sdedit(model, model.schedule, x0, 50, steps=6, context=ctx, eta=1.0, generator=gen)
-        inv = null_text_invert(model, model.schedule, x0, ctx, null, w=3.0, grid=GRID, inner_steps=5)
-        nt = null_text_sample(model, model.schedule, inv.x_T, ctx, inv.null_embeddings, 3.0, GRID)
+        inv = null_text_invert(model, model.schedule, x0, ctx, Guidance(null, 3.0), grid=GRID, inner_steps=5)
+        nt = null_text_sample(model, model.schedule, inv, ctx)
         x_e, y_e = edict_edit(model, model.schedule, x0, ctx, model.encode_text(TGT), grid=GRID,
-                              guidance=(null, 3.0))
+                              guidance=Guidance(null, 3.0))
     for t in (x_T, rec, edited, inv.x_T, inv.null_embeddings, inv.pivots, nt, x_e, y_e):
         assert t.dtype == F64
     model32 = tiny_model()
-    inv32 = null_text_invert(model32, model32.schedule, x0.float(), ctx.float(), null.float(), w=3.0, grid=GRID,
-                             inner_steps=5)
-    nt32 = null_text_sample(model32, model32.schedule, inv32.x_T, ctx.float(), inv32.null_embeddings, 3.0, GRID)
+    inv32 = null_text_invert(model32, model32.schedule, x0.float(), ctx.float(), Guidance(null.float(), 3.0),
+                             grid=GRID, inner_steps=5)
+    nt32 = null_text_sample(model32, model32.schedule, inv32, ctx.float())
     assert max_abs(nt, nt32.double()) < 1e-3  # the same computation, in float32
     # w = 1: the null embedding drops out, and the batched [null; cond] sampler equals plain DDIM to round-off
-    assert max_abs(null_text_sample(model, model.schedule, x_T, ctx, inv.null_embeddings, 1.0, GRID), rec) < 1e-12
+    at_w1 = dataclasses.replace(inv, x_T=x_T, w=1.0)
+    assert max_abs(null_text_sample(model, model.schedule, at_w1, ctx), rec) < 1e-12

@@ -10,20 +10,19 @@ import math
 import pytest
 import torch
 
+from minidiff.datasets.shapes import shapes_labels
 from minidiff.guidance import (
-    ClassifierConfig,
-    NoisyClassifier,
-    classifier_accuracy,
+    Guidance,
     classifier_free_guidance,
     classifier_guidance,
-    guidance_scale_from_ho_salimans,
-    ho_salimans_from_guidance_scale,
-    shapes_labels,
-    train_classifier,
+    ho_salimans_from_w,
+    w_from_ho_salimans,
 )
+from minidiff.nn.classifiers import NoisyClassifier, NoisyClassifierConfig
 from minidiff.oracles import two_gaussians_eps, two_gaussians_logits
 from minidiff.samplers import ddim_sample
 from minidiff.schedule import Schedule
+from minidiff.training.classifiers import noisy_classifier_accuracy, train_noisy_classifier
 
 F64 = torch.float64
 SCHED = Schedule.cosine(1000)
@@ -74,7 +73,7 @@ def test_classifier_free_guidance_with_w_is_classifier_guidance_with_scale_w_on_
     """eps_c - eps_u = -sqrt(1-ab) grad log p(y|x_t), so eps_u + w (eps_c - eps_u) is classifier guidance of
     eps_u at scale w with the exact classifier (round-off); w = 1 is the conditional model, w = 0 the null one."""
     x, t = points(seed=2)
-    cfg = classifier_free_guidance(conditional_by_context(SCHED), torch.zeros(1, 1, dtype=F64), w)
+    cfg = classifier_free_guidance(conditional_by_context(SCHED), Guidance(torch.zeros(1, 1, dtype=F64), w))
     context = torch.ones(len(x), 1, dtype=F64)  # class +1 = label 0
     cg = classifier_guidance(two_gaussians_eps(SCHED, MU, S), two_gaussians_logits(SCHED, MU, S), 0, w, SCHED)
     torch.testing.assert_close(cfg(x, t, context), cg(x, t, None), rtol=1e-12, atol=1e-12)
@@ -90,9 +89,9 @@ def test_the_two_guidance_scale_conventions_convert_into_each_other():
     for w_prime in (0.0, 0.5, 2.0):
         eps_c, eps_u = model(x, t, context), model(x, t, torch.zeros_like(context))
         ho = (1 + w_prime) * eps_c - w_prime * eps_u
-        ours = classifier_free_guidance(model, null, guidance_scale_from_ho_salimans(w_prime))(x, t, context)
+        ours = classifier_free_guidance(model, Guidance(null, w_from_ho_salimans(w_prime)))(x, t, context)
         torch.testing.assert_close(ours, ho, rtol=1e-12, atol=1e-12)
-        assert ho_salimans_from_guidance_scale(guidance_scale_from_ho_salimans(w_prime)) == w_prime
+        assert ho_salimans_from_w(w_from_ho_salimans(w_prime)) == w_prime
 
 
 def test_classifier_guided_ddim_samples_land_in_the_requested_class():
@@ -138,13 +137,13 @@ def test_train_classifier_lowers_the_noisy_cross_entropy_on_shapes():
     """An 8k-parameter NoisyClassifier, 60 steps on 64 `shapes` scenes (seconds): the cross-entropy on a fixed
     set of noisy copies (t <= 300) falls from chance, log 4 = 1.39 (measured 1.39 -> 0.63; asserted: by > 0.2),
     and the accuracy at t = 1 (measured 0.75) beats chance 0.25 by > 0.25. Plumbing, not quality."""
-    from minidiff.shapes import shapes_tensors
+    from minidiff.datasets.shapes import shapes_tensors
 
     torch.manual_seed(0)
     images, captions = shapes_tensors(64, seed=0)
     labels, _ = shapes_labels(captions, "background")
     sched = Schedule.linear(1000)
-    clf = NoisyClassifier(ClassifierConfig(num_classes=4, base_channels=8, channel_mults=(1, 2), norm_groups=4))
+    clf = NoisyClassifier(NoisyClassifierConfig(num_classes=4, base_channels=8, channel_mults=(1, 2), norm_groups=4))
     t = torch.randint(1, 301, (64,), generator=gen(6))
     x_t = torch.sqrt(sched.alpha_bar[t]).float().view(-1, 1, 1, 1) * images \
         + torch.sqrt(1 - sched.alpha_bar[t]).float().view(-1, 1, 1, 1) * torch.randn(images.shape, generator=gen(7))
@@ -153,18 +152,18 @@ def test_train_classifier_lowers_the_noisy_cross_entropy_on_shapes():
         with torch.no_grad():
             return torch.nn.functional.cross_entropy(clf(x_t, t), labels).item()
     before = ce()
-    losses = train_classifier(clf, sched, images, labels, steps=60, batch_size=32, lr=3e-3, progress=False)
+    losses = train_noisy_classifier(clf, sched, images, labels, steps=60, batch_size=32, lr=3e-3, progress=False)
     after = ce()
     assert len(losses) == 60 and not clf.training
     assert before - after > 0.2, (before, after)
-    assert classifier_accuracy(clf, sched, images, labels, ts=(1,))[1] > 0.5
+    assert noisy_classifier_accuracy(clf, sched, images, labels, ts=(1,))[1] > 0.5
 
 
 def test_train_shapes_classifier_runs_end_to_end_and_reports_held_out_accuracy_per_t():
     """Plumbing for the real training command (3 steps here): accuracies are fractions for the default ts."""
-    from minidiff.guidance import train_shapes_classifier
+    from minidiff.training.classifiers import train_shapes_classifier
 
-    cfg = ClassifierConfig(num_classes=6, base_channels=8, channel_mults=(1,), norm_groups=4)
+    cfg = NoisyClassifierConfig(num_classes=6, base_channels=8, channel_mults=(1,), norm_groups=4)
     clf, losses, acc = train_shapes_classifier(Schedule.linear(1000), "colour", n=32, steps=3, batch_size=8,
                                                cfg=cfg, n_test=16, progress=False)
     assert len(losses) == 3 and sorted(acc) == [1, 250, 500, 750, 1000]

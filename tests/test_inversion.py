@@ -10,9 +10,10 @@ import math
 import pytest
 import torch
 
+from minidiff.guidance import Guidance
 from minidiff.inversion import ddim_invert, ddim_invert_step, sdedit, sdedit_grid
 from minidiff.oracles import gaussian_eps, two_gaussians_eps
-from minidiff.samplers import classifier_free_guidance, ddim_sample, ddim_step
+from minidiff.samplers import ddim_sample, ddim_step
 from minidiff.schedule import SPACINGS, Schedule, timesteps
 
 F64 = torch.float64
@@ -60,18 +61,20 @@ def test_invert_then_sample_is_exact_for_an_eps_model_that_ignores_x(name, spaci
 
 
 def test_round_trip_with_classifier_free_guidance_and_a_custom_grid_is_exact_for_an_x_independent_model():
-    """guidance=(null, w) inverts the CFG-combined model, which still ignores x: exact (< 1e-11) on an uneven
+    """guidance=Guidance(null, w) inverts the CFG-combined model, which still ignores x: exact (< 1e-11) on an uneven
     custom grid with a unit step (300 -> 299) and a step to t = 1, for w = 1 and 7.5."""
     sched = SCHEDULES["linear"]
     model, null = x_independent_eps(sched.T, 2, seed=4), torch.zeros(1, 1, dtype=F64)
     x0, context = torch.randn(6, 2, generator=gen(5), dtype=F64), torch.ones(6, 1, dtype=F64)
     grid = torch.tensor([1000, 700, 300, 299, 20, 1, 0])
     for w in (1.0, 7.5):
-        x_T = ddim_invert(model, sched, x0, context=context, guidance=(null, w), grid=grid)
-        back = ddim_sample(classifier_free_guidance(model, null, w), sched, x_T, context=context, grid=grid)
+        x_T = ddim_invert(model, sched, x0, context=context, guidance=Guidance(null, w), grid=grid)
+        back = ddim_sample(model, sched, x_T, context=context, grid=grid, guidance=Guidance(null, w))
         assert (back - x0).abs().max() < 1e-11
     with pytest.raises(TypeError, match="null_context, w"):
         ddim_invert(model, sched, x0, context=context, guidance=7.5)
+    with pytest.raises(TypeError, match="null_context, w"):
+        ddim_invert(model, sched, x0, context=context, guidance=(null, 7.5))  # the old tuple form
 
 
 def test_round_trip_error_of_a_nonlinear_model_falls_as_the_steps_grow():

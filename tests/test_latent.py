@@ -6,13 +6,15 @@ import shutil
 import pytest
 import torch
 
-from minidiff import pretrained
-from minidiff.checkpoint import load_model
-from minidiff.classifier import ImageClassifier, ImageClassifierConfig, augment, caption_attributes
-from minidiff.evaluate import generate
-from minidiff.model import DiffusionModel
-from minidiff.shapes import shapes_tensors
-from minidiff.train import TrainConfig, encode_latents, train
+from minidiff.datasets.real import caption_attributes
+from minidiff.datasets.shapes import shapes_tensors
+from minidiff.nn.classifiers import ImageClassifier, ImageClassifierConfig
+from minidiff.nn.diffusion_model import DiffusionModel, generate
+from minidiff.training import pretrained
+from minidiff.training.checkpoint import load_model
+from minidiff.training.classifiers import augment
+from minidiff.training.loop import TrainConfig
+from minidiff.training.tasks import encode_latents, train
 
 TINY = dict(n_train=64, batch_size=8, warmup=1, sample_every=0, text_dim=16, text_depth=1)
 
@@ -85,7 +87,7 @@ def test_augment_is_a_crop_and_flip_of_the_padded_image():
 
 
 def test_caption_attributes_read_back_the_celeba_grammar():
-    from minidiff.data import celeba_caption
+    from minidiff.datasets.real import celeba_caption
 
     row = {name: 0 for name in ("Smiling", "Young", "Male", "Eyeglasses", "Blond_Hair", "Black_Hair", "Brown_Hair",
                                 "Gray_Hair")}
@@ -126,9 +128,8 @@ class FixedClassifier(ImageClassifier):
 
 
 def test_conditional_accuracy_counts_agreement_with_the_caption():
-    from minidiff.classifier import CELEBA_ATTRIBUTES
-    from minidiff.data import CIFAR10_CLASSES
-    from minidiff.experiments_latent import conditional_accuracy
+    from minidiff.bench.latent import conditional_accuracy
+    from minidiff.datasets.real import CELEBA_ATTRIBUTES, CIFAR10_CLASSES
 
     logits = torch.full((3, 10), -5.0)
     logits[0, 3], logits[1, 5], logits[2, 0] = 5.0, 5.0, 5.0  # cat, dog, airplane
@@ -144,7 +145,7 @@ def test_conditional_accuracy_counts_agreement_with_the_caption():
 
 
 def _cifar10_test():
-    from minidiff.data import load_dataset, missing
+    from minidiff.datasets import load_dataset, missing
 
     if (why := missing("cifar10")) is not None:
         pytest.skip(why)
@@ -155,8 +156,8 @@ def test_shipped_cifar10_classifier_reaches_80_percent_on_held_out_images():
     """Measured on the 2,000 evenly spaced test images used here: 0.8395 (all 10,000: 0.8483)."""
     if not pretrained.available("cifar10_classifier"):
         pytest.skip("data/cifar10_classifier not shipped")
-    from minidiff.classifier import accuracy
-    from minidiff.data import to_float
+    from minidiff.datasets import to_float
+    from minidiff.nn.classifiers import accuracy
 
     ds = _cifar10_test()
     clf = pretrained.load("cifar10_classifier")

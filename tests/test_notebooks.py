@@ -68,7 +68,7 @@ def test_the_notebooks_that_read_cifar10_or_celeba_are_found():
 def test_notebook_without_cifar10_or_celeba_skips_those_sections_and_says_why(path, tmp_path):
     """A fresh clone: MINIDIFF_DATA is an empty folder and the ../shared/data lookup is off
     (MINIDIFF_NO_SHARED). The notebook still runs to the end, and prints which section it skips and why."""
-    from minidiff import pretrained
+    from minidiff.training import pretrained
 
     empty = tmp_path / "no_data"
     empty.mkdir()

@@ -10,10 +10,14 @@ outside its mask bit-identical to the source; alignment and schedules have close
 import pytest
 import torch
 
-from minidiff import pretrained
-from minidiff.inversion import ddim_invert, null_text_invert, null_text_sample
+from minidiff.attention_control import AttentionInfo
+from minidiff.datasets.shapes import shapes_tensors
+from minidiff.datasets.shapes_check import check
+from minidiff.guidance import Guidance, classifier_free_guidance
+from minidiff.inversion import ddim_invert
 from minidiff.metrics import psnr
-from minidiff.nn.attention import AttentionInfo
+from minidiff.nn.text import Tokenizer
+from minidiff.null_text import null_text_invert, null_text_sample
 from minidiff.p2p import (
     AttentionEdit,
     AttentionStore,
@@ -30,11 +34,9 @@ from minidiff.p2p import (
     word_maps,
     word_swap_mapper,
 )
-from minidiff.samplers import classifier_free_guidance, ddim_sample
+from minidiff.samplers import ddim_sample
 from minidiff.schedule import timesteps
-from minidiff.shapes import shapes_tensors
-from minidiff.shapes_check import check
-from minidiff.text import Tokenizer
+from minidiff.training import pretrained
 
 pytestmark = pytest.mark.skipif(not pretrained.available("shapes"), reason="shipped shapes checkpoint missing")
 
@@ -57,10 +59,15 @@ def grid():
     return timesteps(1000, S)
 
 
+def w3(model) -> Guidance:
+    """The guidance these tests sample with (p2p_sample's default before it took a Guidance): w = 3."""
+    return Guidance.of(model, 3.0)
+
+
 def test_no_injection_reproduces_plain_ddim_of_each_prompt(model, x_T):
     ctrl = AttentionEdit(model.tokenizer, SRC, TGT, grid(), cross_steps=0.0)
-    xs, xt = p2p_sample(model, ctrl, x_T, guidance=3.0)
-    eps = classifier_free_guidance(model, model.null_context(), 3.0)
+    xs, xt = p2p_sample(model, ctrl, x_T, guidance=Guidance.of(model, 3.0))
+    eps = classifier_free_guidance(model, Guidance.of(model, 3.0))
     for prompts, got in ((SRC, xs), (TGT, xt)):
         ref = ddim_sample(eps, model.schedule, x_T, S, context=model.encode_text(prompts))
         assert (got - ref).abs().max().item() < 2e-5  # explicit vs fused attention, float32
@@ -68,54 +75,54 @@ def test_no_injection_reproduces_plain_ddim_of_each_prompt(model, x_T):
 
 def test_no_guidance_layout(model, x_T):
     ctrl = AttentionEdit(model.tokenizer, SRC, TGT, grid(), cross_steps=0.0)
-    xs, _ = p2p_sample(model, ctrl, x_T, guidance=1.0)
+    xs, _ = p2p_sample(model, ctrl, x_T, guidance=None)
     ref = ddim_sample(model, model.schedule, x_T, S, context=model.encode_text(SRC))
     assert (xs - ref).abs().max().item() < 2e-5
 
 
-@pytest.mark.parametrize("guidance", [1.0, 3.0])
-def test_word_swap_of_identical_prompts_over_all_steps_is_exact(model, x_T, guidance):
+@pytest.mark.parametrize("w", [None, 3.0])
+def test_word_swap_of_identical_prompts_over_all_steps_is_exact(model, x_T, w):
     ctrl = Replace(model.tokenizer, SRC, SRC, grid(), cross_steps=1.0, self_steps=1.0)
-    xs, xt = p2p_sample(model, ctrl, x_T, guidance=guidance)
+    xs, xt = p2p_sample(model, ctrl, x_T, guidance=None if w is None else Guidance.of(model, w))
     assert torch.equal(xs, xt)
 
 
 def test_reweight_by_one_changes_nothing(model, x_T):
     ctrl = Reweight(model.tokenizer, SRC, SRC, grid(), weights={"circle": 1.0, "blue": 1.0}, cross_steps=1.0)
-    xs, xt = p2p_sample(model, ctrl, x_T)
+    xs, xt = p2p_sample(model, ctrl, x_T, w3(model))
     assert torch.equal(xs, xt)
     # on top of a word swap, c = 1 gives exactly the word swap
     swap = Replace(model.tokenizer, SRC, TGT, grid(), cross_steps=0.6)
     both = Reweight(model.tokenizer, SRC, TGT, grid(), weights={"green": 1.0, "circle": 1.0}, base_edit=swap,
                     cross_steps=0.6)
-    assert torch.equal(p2p_sample(model, swap, x_T)[1], p2p_sample(model, both, x_T)[1])
+    assert torch.equal(p2p_sample(model, swap, x_T, w3(model))[1], p2p_sample(model, both, x_T, w3(model))[1])
 
 
 def test_reweight_changes_the_word_it_scales(model, x_T):
     """c = 0 on the colour word removes it from the target's maps: the object loses its colour."""
     src = [SRC[0]]
     ctrl = Reweight(model.tokenizer, src, src, grid(), weights={"red": 0.0}, cross_steps=1.0)
-    xs, xt = p2p_sample(model, ctrl, x_T[:1])
+    xs, xt = p2p_sample(model, ctrl, x_T[:1], w3(model))
     assert check(xs[0], src[0])["colour"]
     assert (xs - xt).abs().mean().item() > 0.02
 
 
 def test_word_swap_edits(model, x_T):
     ctrl = Replace(model.tokenizer, SRC, TGT, grid(), cross_steps=0.8, self_steps=0.4)
-    xs, xt = p2p_sample(model, ctrl, x_T)
+    xs, xt = p2p_sample(model, ctrl, x_T, w3(model))
     for x, p in zip(xs, SRC, strict=True):
         assert check(x, p)["correct"]
     for x, p in zip(xt, TGT, strict=True):
         assert check(x, p)["correct"]
     # how much of the source it keeps (vs re-generation from the same noise) is measured on
-    # ground truth by `python -m minidiff bench edit` (experiments_p2p.edit_benchmark), not here
+    # ground truth by `python -m minidiff bench edit` (bench.edit.edit_benchmark), not here
 
 
 def test_local_blend_keeps_outside_of_mask_identical(model, x_T):
     blend = LocalBlend(model.tokenizer, SRC, TGT, [["red", "circle"], ["square"]], [["green", "circle"], ["circle"]],
                        resolution=max(model.unet.cfg.attention_resolutions))
     ctrl = Replace(model.tokenizer, SRC, TGT, grid(), cross_steps=0.8, local_blend=blend)
-    xs, xt = p2p_sample(model, ctrl, x_T)
+    xs, xt = p2p_sample(model, ctrl, x_T, w3(model))
     mask = blend.last_mask  # (G, 1, 32, 32), the mask of the last step
     outside = (mask == 0).expand_as(xs)
     assert torch.equal(xs[outside], xt[outside])
@@ -128,7 +135,7 @@ def test_local_blend_resolution_must_exist(model, x_T):
     blend = LocalBlend(model.tokenizer, SRC[:1], TGT[:1], [["red"]], [["green"]], resolution=7)
     ctrl = Replace(model.tokenizer, SRC[:1], TGT[:1], grid(), local_blend=blend)
     with pytest.raises(ValueError, match="resolution 7"):
-        p2p_sample(model, ctrl, x_T[:1])
+        p2p_sample(model, ctrl, x_T[:1], w3(model))
 
 
 def test_word_swap_needs_equal_word_counts():
@@ -174,7 +181,7 @@ def test_global_alignment_prefers_insertions_then_deletions_then_matches_on_ties
 
 def test_refine_with_identical_prompts_is_exact(model, x_T):
     ctrl = Refine(model.tokenizer, SRC, SRC, grid(), cross_steps=1.0)
-    xs, xt = p2p_sample(model, ctrl, x_T)
+    xs, xt = p2p_sample(model, ctrl, x_T, w3(model))
     assert torch.equal(xs, xt)
 
 
@@ -202,7 +209,7 @@ def test_store_maps_are_distributions_and_point_at_the_object(model):
     prompts = ["a red circle on the left on a gray background", "a red circle on the right on a gray background"]
     store = AttentionStore(2)
     ctrl = AttentionEdit(model.tokenizer, prompts[:1], prompts[1:], grid(), cross_steps=0.0, store=store)
-    p2p_sample(model, ctrl, torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(1)))
+    p2p_sample(model, ctrl, torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(1)), w3(model))
     for r in store.resolutions():
         assert torch.allclose(store.maps(r).sum(-1), torch.ones(()), atol=1e-5)
     for row, side in ((0, "left"), (1, "right")):
@@ -225,10 +232,11 @@ def test_null_text_inversion_beats_ddim_inversion_under_guidance(model):
     (gap 14.0 dB, deterministic); asserted > 10 dB to leave room for other BLAS builds' float32 round-off."""
     x0, caps = shapes_tensors(4, seed=0, split="test")
     ctx, null, w = model.encode_text(caps), model.null_context(), 7.5
-    x_T = ddim_invert(model, model.schedule, x0, steps=S, context=ctx, guidance=(null, w))
-    rec_ddim = ddim_sample(classifier_free_guidance(model, null, w), model.schedule, x_T, S, context=ctx)
-    inv = null_text_invert(model, model.schedule, x0, ctx, null, w=w, steps=S, inner_steps=10, lr=1e-2)
-    rec_nti = null_text_sample(model, model.schedule, inv.x_T, ctx, inv.null_embeddings, w, inv.grid)
+    guidance = Guidance(null, w)
+    x_T = ddim_invert(model, model.schedule, x0, steps=S, context=ctx, guidance=guidance)
+    rec_ddim = ddim_sample(model, model.schedule, x_T, S, context=ctx, guidance=guidance)
+    inv = null_text_invert(model, model.schedule, x0, ctx, guidance, steps=S, inner_steps=10, lr=1e-2)
+    rec_nti = null_text_sample(model, model.schedule, inv, ctx)
     gap = (psnr(rec_nti, x0) - psnr(rec_ddim, x0)).mean().item()
     assert gap > 10.0, gap
     assert inv.null_embeddings.shape == (S, 4, *null.shape[1:])
@@ -238,7 +246,7 @@ def test_null_text_inversion_beats_ddim_inversion_under_guidance(model):
 def test_edit_benchmark_scores_its_reference_rows_exactly(model):
     """`bench edit` plumbing on 3 scenes (one per edit kind): the rendered target scores success 1 and infinite PSNR,
     the unchanged source success 0 and an infinite kept-region PSNR; only the selected method is run."""
-    from minidiff.experiments_p2p import edit_benchmark
+    from minidiff.bench.edit import edit_benchmark
 
     rows = {r["method"]: r for r in edit_benchmark(model, n=3, steps=5, methods=("SDEdit t0 = 0.5 T",))}
     assert list(rows) == ["rendered target (ceiling)", "source unchanged (no edit)", "SDEdit t0 = 0.5 T"]

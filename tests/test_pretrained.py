@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from minidiff import pretrained
-from minidiff.evaluate import generate
-from minidiff.shapes import shapes_tensors
-from minidiff.shapes_check import check_batch
+from minidiff.datasets.shapes import shapes_tensors
+from minidiff.datasets.shapes_check import check_batch
+from minidiff.nn.diffusion_model import generate
+from minidiff.training import pretrained
 
 pytestmark = pytest.mark.skipif(not pretrained.available("shapes"), reason="data/shapes checkpoint not present")
 
@@ -24,7 +24,7 @@ def test_shapes_model_draws_single_object_prompts_with_the_right_colour_and_back
     room for float differences across machines and is far above chance (colour 1/6, background 1/4)."""
     _, captions = shapes_tensors(200, seed=0, split="test")
     prompts = [c for c in captions if " and a " not in c][:16]
-    x = generate(pretrained.load("shapes"), prompts, guidance=3.0, steps=25, seed=0, progress=False)
+    x = generate(pretrained.load("shapes"), prompts, w=3.0, steps=25, seed=0, progress=False)
     assert torch.isfinite(x).all()
     acc = check_batch(x, prompts)
     assert min(acc[k] for k in ("colour", "shape", "position", "background")) >= 14 / 16
@@ -34,11 +34,12 @@ def test_shapes_model_draws_single_object_prompts_with_the_right_colour_and_back
 def test_shipped_background_classifier_reads_noisy_images_up_to_mid_noise():
     """Held-out accuracy measured when shipped (1,000 test scenes): 1.000 at t = 1 and 250, 0.992 at t = 500,
     0.658 at t = 750, 0.296 at t = 1000 (chance 0.25). On 128 other test scenes: at least 0.95 up to t = 500."""
-    from minidiff.guidance import classifier_accuracy, shapes_labels
+    from minidiff.datasets.shapes import shapes_labels
+    from minidiff.training.classifiers import noisy_classifier_accuracy
 
     clf = pretrained.load("shapes_classifier")
     images, captions = shapes_tensors(128, seed=1, split="test")
     labels, names = shapes_labels(captions, "background")
     assert names == clf.info["labels"]
-    acc = classifier_accuracy(clf, pretrained.load("shapes").schedule, images, labels, ts=(1, 250, 500))
+    acc = noisy_classifier_accuracy(clf, pretrained.load("shapes").schedule, images, labels, ts=(1, 250, 500))
     assert min(acc.values()) >= 0.95

@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from minidiff import shapes as S
-from minidiff import shapes_check as C
+from minidiff.datasets import shapes as S
+from minidiff.datasets import shapes_check as C
 
 N_CHECK = 500  # scenes for the checker accuracy tests
 

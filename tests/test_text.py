@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from minidiff.text import TextEncoder, TextEncoderConfig, Tokenizer
+from minidiff.nn.text import TextEncoder, TextEncoderConfig, Tokenizer
 
 CAPTIONS = [
     "a red circle on the left on a blue background",

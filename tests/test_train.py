@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from minidiff.checkpoint import load_train_state
-from minidiff.train import TrainConfig, batch_indices, lr_at
+from minidiff.training.checkpoint import load_train_state
+from minidiff.training.loop import TrainConfig, batch_indices, lr_at
 
 TINY = dict(n_train=96, batch_size=8, ckpt_every=2, sample_every=0, warmup=2, unet="tiny", text_dim=16,
             text_depth=1, lr=3e-3)
@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def run_train(out: Path, steps: int, kill_at: int | None = None) -> subprocess.CompletedProcess:
     cfg = {**TINY, "steps": steps, "out": str(out)}
     code = ("import torch; torch.set_num_threads(1)\n"
-            "from minidiff.train import TrainConfig, train\n"
+            "from minidiff.training.loop import TrainConfig\nfrom minidiff.training.tasks import train\n"
             f"train(TrainConfig(**{cfg!r}), progress=False, _kill_at_step={kill_at!r})")
     return subprocess.run([sys.executable, "-c", code], env=ENV, cwd=ROOT, capture_output=True, text=True, timeout=300)
 
@@ -51,7 +51,7 @@ def test_resume_after_sigkill_ends_with_the_weights_of_an_uninterrupted_run(tmp_
 
 def test_resume_refuses_a_state_written_with_another_configuration(tmp_path):
     assert run_train(tmp_path, 2).returncode == 0
-    from minidiff.train import train
+    from minidiff.training.tasks import train
 
     with pytest.raises(ValueError, match="another configuration"):
         train(TrainConfig(**{**TINY, "lr": 1e-4, "steps": 4, "out": str(tmp_path)}), progress=False)
@@ -93,10 +93,10 @@ def test_learning_rate_warms_up_linearly_then_decays_by_cosine_to_the_floor():
 
 
 def test_autoencoder_task_trains_and_exports_a_model_with_unit_variance_latents(tmp_path):
-    from minidiff.checkpoint import load_model
+    from minidiff.datasets.shapes import shapes_tensors
     from minidiff.nn.autoencoder import Autoencoder
-    from minidiff.shapes import shapes_tensors
-    from minidiff.train import train
+    from minidiff.training.checkpoint import load_model
+    from minidiff.training.tasks import train
 
     cfg = TrainConfig(task="autoencoder", n_train=64, batch_size=8, steps=4, ckpt_every=4, warmup=1,
                       ae_channels=8, out=str(tmp_path))

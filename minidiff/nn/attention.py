@@ -13,9 +13,11 @@ keeping counters. Attach one to every attention layer of a model with
     with attention_control(unet, controller):
         eps = unet(x_t, t, context)
 
-which only assigns `module.controller` (via `Attention.set_controller`) and
-restores the previous value on exit, also when an exception is raised. Nothing
-is monkey-patched and no class is matched by name.
+(`minidiff.attention_control`, where `AttentionInfo` and `AttentionController` live
+too: the methods that use the hook import those, not this module) which only
+assigns `module.controller` (via `Attention.set_controller`) and restores the
+previous value on exit, also when an exception is raised. Nothing is
+monkey-patched and no class is matched by name.
 
 Fused path: with no controller and `fused=True`, the layer calls
 `F.scaled_dot_product_attention` (same maths, no (N_q, N_k) matrix is kept).
@@ -28,10 +30,7 @@ The two paths agree to ~1e-7 per layer in float32 (round-off), not bit for bit.
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -39,50 +38,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-
-@dataclass(frozen=True, eq=False)
-class AttentionInfo:
-    """What a controller is told about the attention call it is looking at.
-
-    kind:       "self" (keys are the image tokens) or "cross" (keys are the text tokens)
-    layer:      qualified module name inside the UNet, e.g. "down.1.attn.cross_attn"
-    resolution: (H, W) of the feature map whose H*W pixels are the queries
-    heads:      number of heads (probs has shape (B, heads, H*W, N_k))
-    t:          the UNet's timestep argument, shape (B,)
-    """
-
-    kind: Literal["self", "cross"]
-    layer: str
-    resolution: tuple[int, int]
-    heads: int
-    t: torch.Tensor
-
-
-Controller = Callable[[torch.Tensor, AttentionInfo], torch.Tensor]
-
-
-class AttentionController:
-    """Base class for attention controllers: the identity.
-
-    `__call__(probs, info)` dispatches on `info.kind` to the two hooks below;
-    override `cross` and/or `self_attention` (or `__call__` itself). Each hook gets
-    probs of shape (B, heads, N_q, N_k) and must return a tensor of the same shape.
-    A controller may keep state (e.g. stored maps) but should derive the sampling
-    step from `info.t`, not from call counters.
-    """
-
-    def __call__(self, probs: torch.Tensor, info: AttentionInfo) -> torch.Tensor:
-        if info.kind == "cross":
-            return self.cross(probs, info)
-        return self.self_attention(probs, info)
-
-    def cross(self, probs: torch.Tensor, info: AttentionInfo) -> torch.Tensor:
-        """Cross-attention hook: probs (B, heads, HW, L) over the L text tokens."""
-        return probs
-
-    def self_attention(self, probs: torch.Tensor, info: AttentionInfo) -> torch.Tensor:
-        """Self-attention hook: probs (B, heads, HW, HW) over the image tokens."""
-        return probs
+from ..attention_control import AttentionInfo, Controller
 
 
 class Attention(nn.Module):
@@ -170,26 +126,3 @@ class Attention(nn.Module):
 def attention_layers(model: nn.Module) -> list[Attention]:
     """All `Attention` modules of a model, in registration order."""
     return [m for m in model.modules() if isinstance(m, Attention)]
-
-
-@contextlib.contextmanager
-def attention_control(model: nn.Module, controller: Controller) -> Iterator[Controller]:
-    """Set `controller` on every Attention layer of `model` inside the `with` block.
-
-    Given a `DiffusionModel`, only its UNet is controlled (the text encoder's attention has no
-    timestep). The previous controllers are restored on exit, even if the block raises.
-    Yields the controller, so `with attention_control(unet, Store()) as store:` works.
-    """
-    if isinstance(getattr(model, "unet", None), nn.Module):
-        model = model.unet  # a DiffusionModel: only the UNet's layers see a timestep (not the text encoder's)
-    layers = attention_layers(model)
-    if not layers:
-        raise ValueError(f"{type(model).__name__} has no Attention layers to control")
-    previous = [layer.controller for layer in layers]
-    try:
-        for layer in layers:
-            layer.set_controller(controller)
-        yield controller
-    finally:
-        for layer, prev in zip(layers, previous, strict=True):
-            layer.set_controller(prev)

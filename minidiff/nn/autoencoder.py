@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from minidiff.nn.layers import Downsample, ResBlock, Upsample, group_norm
+from .layers import Downsample, ResBlock, Upsample, group_norm
 
 
 @dataclass

@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from minidiff.nn.attention import Attention
-from minidiff.nn.layers import (
+from .attention import Attention
+from .layers import (
     Downsample,
     ResBlock,
     SpatialTransformer,

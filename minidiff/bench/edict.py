@@ -1,8 +1,8 @@
 """The EDICT paper's Table 1 in miniature (lecture 4): reconstruction MSE of inversion + sampling, EDICT vs DDIM.
 
-Same conventions as `experiments`: `model` has the DiffusionModel interface (an eps-model callable with
+Same conventions as `bench.roundtrip`: `model` has the DiffusionModel interface (an eps-model callable with
 `.schedule`, `.conditional`, `.encode_text`, `.null_context`), the function prints a markdown table and returns
-its rows. MSE is per pixel with pixels in [0, 1] (`experiments.reconstruction_mse`).
+its rows. MSE is per pixel with pixels in [0, 1] (`bench.tables.reconstruction_mse`).
 
 Paper numbers (Wallace et al. 2023, Table 1, as given in the project seed): Stable Diffusion on MS-COCO, 50 / 100 /
 200 steps. Their reference code (`recon_test` in salesforce/EDICT) computes the MSE on pixels in [-1, 1], which is
@@ -16,10 +16,12 @@ import time
 import torch
 from torch import Tensor
 
-from .edict import edict_invert, edict_sample
-from .experiments import _print_table, _se, reconstruction_mse
-from .inversion import ddim_invert
-from .samplers import classifier_free_guidance, ddim_sample
+from ..edict import edict_invert, edict_sample
+from ..guidance import Guidance
+from ..inversion import ddim_invert
+from ..samplers import ddim_sample
+from ..training import pretrained
+from .tables import BenchCommand, model_heldout, print_table, reconstruction_mse, standard_error
 
 # MSE on [-1, 1] pixels, per step count (the autoencoder and EDICT rows do not depend on it)
 EDICT_PAPER_TABLE1 = {
@@ -39,16 +41,15 @@ def _roundtrips(model, z0: Tensor, captions: list[str] | None, steps: int, w: fl
     null = model.null_context(n) if model.conditional else None  # unconditional: the null prompt
     runs = {"UC": (null, None)}
     if captions is not None:
-        runs["C"] = (model.encode_text(captions), (model.null_context(1), w))
+        runs["C"] = (model.encode_text(captions), Guidance.of(model, w))
     out = {}
     for kind, (ctx, guidance) in runs.items():
-        eps = model if guidance is None else classifier_free_guidance(model, *guidance)
         t0 = time.perf_counter()
         z_T = ddim_invert(model, sched, z0, steps, ctx, guidance=guidance, spacing=spacing)
-        ddim = ddim_sample(eps, sched, z_T, steps, context=ctx, spacing=spacing)
+        ddim = ddim_sample(model, sched, z_T, steps, context=ctx, spacing=spacing, guidance=guidance)
         t1 = time.perf_counter()
         x_T, y_T = edict_invert(model, sched, z0, steps=steps, p=p, context=ctx, guidance=guidance, spacing=spacing)
-        edict = edict_sample(model, sched, x_T, y_T, steps, p, ctx, guidance, spacing)[0]
+        edict = edict_sample(model, sched, x_T, y_T, steps, p, ctx, guidance=guidance, spacing=spacing)[0]
         t2 = time.perf_counter()
         out[f"DDIM ({kind})"], out[f"EDICT ({kind})"] = (ddim, t1 - t0), (edict, t2 - t1)
     return out
@@ -56,14 +57,14 @@ def _roundtrips(model, z0: Tensor, captions: list[str] | None, steps: int, w: fl
 
 @torch.no_grad()
 def edict_table(model, images: Tensor, captions: list[str] | None, steps_list: tuple[int, ...] = (50, 100, 200),
-                ae=None, guidance_w: float = 3.0, p: float = 0.93, spacing: str = "leading",
+                ae=None, w: float = 3.0, p: float = 0.93, spacing: str = "leading",
                 batch: int = 16) -> list[dict]:
     """Reconstruction MSE of invert-then-sample on held-out `images` (N, C, H, W) in [-1, 1], per step count:
 
     - AE (floor): from_latent(to_latent(x)) vs x, only when an autoencoder `ae` is given (then the diffusion runs
       on `ae.to_latent(x)` and every reconstruction is decoded with `ae.from_latent`);
     - EDICT (UC) / DDIM (UC): the null prompt, no guidance; EDICT with mixing weight p;
-    - EDICT (C) / DDIM (C): the captions with classifier-free guidance w = guidance_w, the same w for inverting
+    - EDICT (C) / DDIM (C): the captions with classifier-free guidance w, the same w for inverting
       and sampling (rows only when captions are given). The reference `recon_test` defaults to w = 7 and
       `EDICT_editing` to 3; the reconstruction setting of the paper's Table 1 is not restated here.
 
@@ -87,21 +88,27 @@ def edict_table(model, images: Tensor, captions: list[str] | None, steps_list: t
         mse = torch.cat([reconstruction_mse(decode(encode(x)), x) for x in images.split(batch)])
         rows += [_row("AE (floor)", S, mse, 0.0) for S in steps_list]
     for S in steps_list:
-        mse: dict[str, list[Tensor]] = {}
-        seconds: dict[str, float] = {}
-        for i in range(0, len(images), batch):
-            x0 = images[i:i + batch]
-            caps = None if captions is None else captions[i:i + batch]
-            for method, (z, sec) in _roundtrips(model, encode(x0), caps, S, guidance_w, p, spacing).items():
-                mse.setdefault(method, []).append(reconstruction_mse(decode(z), x0))
-                seconds[method] = seconds.get(method, 0.0) + sec
-        rows += [_row(m, S, torch.cat(mse[m]), seconds[m]) for m in METHODS if m in mse]
-    _print(rows, steps_list, len(images), guidance_w, p)
+        rows += _rows_at(model, images, captions, S, w, p, spacing, batch, encode, decode)
+    _print(rows, steps_list, len(images), w, p)
     return rows
 
 
+def _rows_at(model, images: Tensor, captions: list[str] | None, S: int, w: float, p: float, spacing: str,
+             batch: int, encode, decode) -> list[dict]:
+    """The rows of one step count S: every method's MSE over all batches and its total seconds."""
+    mse: dict[str, list[Tensor]] = {}
+    seconds: dict[str, float] = {}
+    for i in range(0, len(images), batch):
+        x0 = images[i:i + batch]
+        caps = None if captions is None else captions[i:i + batch]
+        for method, (z, sec) in _roundtrips(model, encode(x0), caps, S, w, p, spacing).items():
+            mse.setdefault(method, []).append(reconstruction_mse(decode(z), x0))
+            seconds[method] = seconds.get(method, 0.0) + sec
+    return [_row(m, S, torch.cat(mse[m]), seconds[m]) for m in METHODS if m in mse]
+
+
 def _row(method: str, steps: int, mse: Tensor, seconds: float) -> dict:
-    return {"method": method, "steps": steps, "mse": mse.mean().item(), "se": _se(mse), "seconds": seconds,
+    return {"method": method, "steps": steps, "mse": mse.mean().item(), "se": standard_error(mse), "seconds": seconds,
             "paper_mse_pm1": EDICT_PAPER_TABLE1.get(method, {}).get(steps)}
 
 
@@ -118,7 +125,20 @@ def _print(rows: list[dict], steps_list: tuple[int, ...], n: int, w: float, p: f
             table.append([f"wall time EDICT / DDIM ({kind})",
                           *[f"{by[f'EDICT ({kind})', S]['seconds'] / by[f'DDIM ({kind})', S]['seconds']:.2f}x"
                             for S in steps_list], "2x = two model calls per step"])
-    _print_table(f"Reconstruction MSE (pixels in [0, 1]) of invert-then-sample on {n} held-out images; "
+    print_table(f"Reconstruction MSE (pixels in [0, 1]) of invert-then-sample on {n} held-out images; "
                  f"C = captions with CFG w = {w:g}, EDICT p = {p:g}",
                  ["method", *[f"{S} steps" for S in steps_list],
                   "paper, COCO / SD (its [-1, 1] MSE / 4), " + " / ".join(map(str, steps_list))], table)
+
+
+def _cli(o: dict) -> list[dict]:
+    model = pretrained.load(o["checkpoint"])
+    images, captions = model_heldout(model, o["n"], o["seed"])
+    dtype = torch.float64 if o.get("float64") else torch.float32
+    ae = model.autoencoder.to(dtype) if model.latent else None
+    return edict_table(model.to(dtype), images.to(dtype), captions, steps_list=tuple(o["steps"]), ae=ae,
+                       w=o["w"][0])
+
+
+EDICT = BenchCommand("edict", "EDICT vs DDIM reconstruction (the EDICT paper's Table 1; latent models add the "
+                     "autoencoder floor; --float64 for 200 steps)", _cli, dict(n=64, steps=[50, 100, 200], w=[3.0]))

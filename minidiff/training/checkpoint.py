@@ -28,18 +28,18 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from .classifier import ImageClassifier, ImageClassifierConfig
-from .guidance import ClassifierConfig, NoisyClassifier
-from .model import DiffusionModel
-from .nn.autoencoder import Autoencoder, AutoencoderConfig
+from ..nn.autoencoder import Autoencoder, AutoencoderConfig
+from ..nn.classifiers import ImageClassifier, ImageClassifierConfig, NoisyClassifier, NoisyClassifierConfig
+from ..nn.diffusion_model import DiffusionModel
 
+Checkpointable = DiffusionModel | Autoencoder | NoisyClassifier | ImageClassifier
 FORMAT = "minidiff-model/1"
 # kind -> (config of a model, model from a config): every checkpointable architecture
 KINDS = {
     "DiffusionModel": (lambda m: m.config(), DiffusionModel.from_config),
     "Autoencoder": (lambda m: asdict(m.cfg), lambda c: Autoencoder(AutoencoderConfig(**{
         **c, "channel_mults": tuple(c["channel_mults"])}))),
-    "NoisyClassifier": (lambda m: asdict(m.cfg), lambda c: NoisyClassifier(ClassifierConfig(**{
+    "NoisyClassifier": (lambda m: asdict(m.cfg), lambda c: NoisyClassifier(NoisyClassifierConfig(**{
         **c, "channel_mults": tuple(c["channel_mults"])}))),
     "ImageClassifier": (lambda m: asdict(m.cfg), lambda c: ImageClassifier(ImageClassifierConfig(**c))),
 }
@@ -73,7 +73,7 @@ def _stem(path: str | os.PathLike) -> Path:
     return p.with_suffix("") if p.suffix in (".json", ".safetensors") else p
 
 
-def save_model(model: DiffusionModel | Autoencoder, path: str | os.PathLike, dtype: torch.dtype = torch.float32,
+def save_model(model: Checkpointable, path: str | os.PathLike, dtype: torch.dtype = torch.float32,
                info: dict | None = None) -> Path:
     """Write PATH.safetensors and PATH.json; `dtype` float16 halves the file (weights are
     cast back to float32 on load). Returns the JSON path."""
@@ -92,7 +92,7 @@ def save_model(model: DiffusionModel | Autoencoder, path: str | os.PathLike, dty
     return js
 
 
-def load_model(path: str | os.PathLike, verify: bool = True) -> DiffusionModel | Autoencoder:
+def load_model(path: str | os.PathLike, verify: bool = True) -> Checkpointable:
     """Rebuild a model from PATH.json and load PATH.safetensors into it (float32, eval mode)."""
     stem = _stem(path)
     js, st = stem.with_suffix(".json"), stem.with_suffix(".safetensors")

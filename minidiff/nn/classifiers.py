@@ -1,4 +1,9 @@
-"""The project's own image classifiers, used to judge samples (lecture 6 metrics).
+"""Classifiers: the noisy-image classifier of classifier guidance, and the project's own clean-image classifiers.
+
+`NoisyClassifier` is p_phi(y | x_t, t) (Dhariwal & Nichol 2021, sec. 4), the classifier of
+`guidance.classifier_guidance`; `training.classifiers.train_noisy_classifier` trains it.
+
+`ImageClassifier` judges samples (lecture 6 metrics).
 
 No Inception weights are available offline, so sample quality is measured in the feature
 space of small classifiers trained here on clean images:
@@ -14,7 +19,7 @@ and `metrics.kernel_distance` ("classifier-FID" / "classifier-KID": never plain 
 Architecture: a ResNet-9-style CNN (Page 2018, the DAWNBench CIFAR model) at an eighth of
 its width, GroupNorm instead of BatchNorm (no running statistics, so the EMA of the
 weights is the whole model). Trained with random crops (4-pixel reflect padding) and
-horizontal flips by `train.fit` (`--task classifier`).
+horizontal flips by `training.loop.fit` (`--task classifier`, `training.classifiers.augment`).
 """
 
 from __future__ import annotations
@@ -25,7 +30,49 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-CELEBA_ATTRIBUTES = ("Smiling", "Young", "Male", "Eyeglasses", "Blond_Hair", "Black_Hair", "Brown_Hair", "Gray_Hair")
+from .layers import Downsample, ResBlock, group_norm, timestep_embedding
+
+
+@dataclass
+class NoisyClassifierConfig:
+    """NoisyClassifier hyper-parameters (defaults: ~0.2M parameters for 3x32x32 `shapes`)."""
+
+    num_classes: int = 4
+    in_channels: int = 3
+    base_channels: int = 32
+    channel_mults: tuple[int, ...] = (1, 2, 2)
+    norm_groups: int = 8
+
+
+class NoisyClassifier(nn.Module):
+    """p_phi(y | x_t, t): logits from a noisy image and its timestep (Dhariwal & Nichol 2021, sec. 4).
+
+    conv_in -> per level: ResBlock with the time embedding (+ Downsample but at the last level)
+    -> GroupNorm, SiLU, global average pool -> Linear to num_classes.
+    """
+
+    def __init__(self, cfg: NoisyClassifierConfig):
+        super().__init__()
+        self.cfg = cfg
+        ch, emb_dim = cfg.base_channels, 4 * cfg.base_channels
+        self.time_mlp = nn.Sequential(nn.Linear(ch, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        self.conv_in = nn.Conv2d(cfg.in_channels, ch, 3, padding=1)
+        self.blocks, self.downs = nn.ModuleList(), nn.ModuleList()
+        for level, mult in enumerate(cfg.channel_mults):
+            self.blocks.append(ResBlock(ch, cfg.base_channels * mult, emb_dim, groups=cfg.norm_groups))
+            ch = cfg.base_channels * mult
+            self.downs.append(Downsample(ch) if level < len(cfg.channel_mults) - 1 else nn.Identity())
+        self.norm_out = group_norm(ch, cfg.norm_groups)
+        self.head = nn.Linear(ch, cfg.num_classes)
+
+    def forward(self, x_t: Tensor, t: Tensor) -> Tensor:
+        """x_t: (B, C, H, W), t: (B,) integer -> logits (B, num_classes)."""
+        emb = self.time_mlp(timestep_embedding(t, self.cfg.base_channels).to(x_t.dtype))  # (B, 4 base)
+        h = self.conv_in(x_t)  # (B, base, H, W)
+        for block, down in zip(self.blocks, self.downs, strict=True):
+            h = down(block(h, emb))
+        h = F.silu(self.norm_out(h)).mean(dim=(2, 3))  # (B, C_last)
+        return self.head(h)
 
 
 @dataclass
@@ -86,24 +133,6 @@ class ImageClassifier(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
-def augment(x: Tensor, gen: torch.Generator, pad: int = 4) -> Tensor:
-    """Random crop after reflect-padding by `pad`, and a random horizontal flip, per image."""
-    B, _, H, W = x.shape
-    padded = F.pad(x, (pad,) * 4, mode="reflect")
-    dy, dx = torch.randint(0, 2 * pad + 1, (2, B), generator=gen)
-    flip = torch.rand(B, generator=gen) < 0.5
-    out = torch.stack([padded[b, :, dy[b]:dy[b] + H, dx[b]:dx[b] + W] for b in range(B)])
-    return torch.where(flip[:, None, None, None], out.flip(-1), out)
-
-
-def classifier_loss(model: ImageClassifier, x: Tensor, y: Tensor) -> Tensor:
-    """Cross-entropy (multiclass, y (B,) long) or mean binary cross-entropy (multilabel, y (B, K) 0/1)."""
-    logits = model(x)
-    if model.cfg.kind == "multiclass":
-        return F.cross_entropy(logits, y)
-    return F.binary_cross_entropy_with_logits(logits, y.float())
-
-
 @torch.no_grad()
 def predict(model: ImageClassifier, x: Tensor, batch: int = 500) -> Tensor:
     """Class indices (B,) (multiclass) or 0/1 predictions (B, K) (multilabel)."""
@@ -123,20 +152,3 @@ def accuracy(model: ImageClassifier, x: Tensor, y: Tensor) -> Tensor:
     return (p == y).double().mean(0)
 
 
-def celeba_targets(attributes: Tensor, attribute_names: list[str]) -> Tensor:
-    """(N, 40) CelebA attributes -> (N, 8) targets in CELEBA_ATTRIBUTES order."""
-    idx = [attribute_names.index(a) for a in CELEBA_ATTRIBUTES]
-    return attributes[:, idx]
-
-
-def caption_attributes(caption: str) -> dict[str, int]:
-    """The CELEBA_ATTRIBUTES a CelebA caption states (see data.celeba_caption): 1 or 0 for each;
-    hair colours only when a hair colour is named (captions say nothing about absent hair colour)."""
-    words = caption.split()
-    out = {"Smiling": int("smiling" in words), "Young": int("young" in words), "Male": int("man" in words),
-           "Eyeglasses": int("eyeglasses" in words)}
-    if "hair" in words:
-        colour = words[words.index("hair") - 1]
-        for name in CELEBA_ATTRIBUTES[4:]:
-            out[name] = int(name.split("_")[0].lower() == colour)
-    return out

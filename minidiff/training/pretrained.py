@@ -1,6 +1,6 @@
 """The shipped checkpoints, by name.
 
-    from minidiff import pretrained
+    from minidiff.training import pretrained
     model = pretrained.load("shapes")     # DiffusionModel, eval mode, float32
 
 Checkpoints live in the repository's `data/` folder as NAME.json + NAME.safetensors
@@ -13,12 +13,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..nn.autoencoder import Autoencoder
+from ..nn.classifiers import ImageClassifier, NoisyClassifier
+from ..nn.diffusion_model import DiffusionModel
 from .checkpoint import load_model
-from .model import DiffusionModel
 
 
 def checkpoint_dir() -> Path:
-    return Path(os.environ.get("MINIDIFF_CHECKPOINTS", Path(__file__).resolve().parents[1] / "data"))
+    return Path(os.environ.get("MINIDIFF_CHECKPOINTS", Path(__file__).resolve().parents[2] / "data"))
 
 
 def names() -> list[str]:
@@ -31,8 +33,9 @@ def available(name: str) -> bool:
     return name in names()
 
 
-def load(name: str) -> DiffusionModel:
-    """Load shipped checkpoint `name` (or a path to NAME.json / NAME.safetensors).
+def load(name: str) -> DiffusionModel | Autoencoder | NoisyClassifier | ImageClassifier:
+    """Load shipped checkpoint `name` (or a path to NAME.json / NAME.safetensors): a diffusion model, an
+    autoencoder or a classifier, whichever the checkpoint holds (its JSON's "kind").
 
     A latent diffusion model comes back with its autoencoder attached: the checkpoint
     named in its `data["autoencoder"]`, looked up beside it, then in `checkpoint_dir()`,

@@ -16,10 +16,22 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import torch
 
-from .elbo import elbo_terms
-from .samplers import ddpm_sample
-from .schedule import Schedule
-from .toy import train_toy, two_moons
+from ..datasets.shapes import Scene, ShapeObject, caption, sample_scene
+from ..datasets.shapes_check import check
+from ..datasets.toy import two_moons
+from ..edict import edict_edit
+from ..elbo import elbo_terms
+from ..guidance import Guidance
+from ..metrics import psnr
+from ..nn.diffusion_model import generate
+from ..null_text import null_text_invert, null_text_sample
+from ..p2p import AttentionEdit, AttentionStore, p2p_sample, word_maps
+from ..samplers import ddpm_sample
+from ..schedule import Schedule
+from ..training import pretrained
+from ..training.toy import train_toy
+from ..viz import save_grid, to_numpy_image
+from .edit import make_cases, p2p_word_swaps, score
 
 
 def toy_figure(out: Path, steps: int = 6000, seed: int = 0) -> dict:
@@ -55,12 +67,6 @@ def toy_figure(out: Path, steps: int = 6000, seed: int = 0) -> dict:
 
 def shapes_figure(out: Path, n: int = 16, guidance: float = 3.0, seed: int = 0) -> dict | None:
     """Text-to-image samples of the shipped shapes model with the checker's verdicts; None if absent."""
-    from . import pretrained
-    from .evaluate import generate
-    from .shapes import caption, sample_scene
-    from .shapes_check import check
-    from .viz import save_grid
-
     if not pretrained.available("shapes"):
         return None
     model = pretrained.load("shapes")
@@ -73,72 +79,76 @@ def shapes_figure(out: Path, n: int = 16, guidance: float = 3.0, seed: int = 0) 
     return {"figure": str(path), "prompts_fully_correct": sum(ok) / n}
 
 
-def editing_figure(out: Path, steps: int = 50, w: float = 3.0) -> dict | None:
-    """Invert, show attention maps, edit with P2P and EDICT, score against rendered targets; None if no model."""
-    from . import pretrained
-    from .edict import edict_edit
-    from .experiments_p2p import make_cases, p2p_word_swaps, score
-    from .inversion import null_text_invert, null_text_sample
-    from .metrics import psnr
-    from .p2p import AttentionEdit, AttentionStore, p2p_sample, word_maps
-    from .shapes import Scene, ShapeObject
-    from .viz import to_numpy_image
-
-    if not pretrained.available("shapes"):
-        return None
+def editing_results(steps: int = 50, w: float = 3.0) -> dict:
+    """The editing showcase's numbers and images: null-text inversion of one rendered scene, its cross-attention
+    maps, P2P word swaps (colour with local blend, shape, background) and an EDICT colour edit, each scored
+    against the exactly re-rendered target. Needs the shipped `shapes` model."""
     model = pretrained.load("shapes")
     scene = Scene((ShapeObject("circle", "red", "left", size=5.6, dx=0.4, dy=-0.6),), "gray", 0.7, 0.05, 7)
     cases = make_cases([(scene, "colour", "green"), (scene, "shape", "square"), (scene, "background", "white")])
     x0, src = cases.source[:1], cases.source_caption[:1]
-    ctx, null = model.encode_text(src), model.null_context()
+    ctx, guidance = model.encode_text(src), Guidance.of(model, w)
     print(f"null-text inversion of {src[0]!r} ({steps} steps, w = {w})")
-    inv = null_text_invert(model, model.schedule, x0, ctx, null, w=w, steps=steps, progress=True)
+    inv = null_text_invert(model, model.schedule, x0, ctx, guidance, steps=steps, progress=True)
     with torch.no_grad():
-        rec = null_text_sample(model, model.schedule, inv.x_T, ctx, inv.null_embeddings, w, inv.grid)
+        rec = null_text_sample(model, model.schedule, inv, ctx)
         store = AttentionStore(2)
-        ctrl = AttentionEdit(model.tokenizer, src, src, inv.grid, cross_steps=0.0, store=store)
-        p2p_sample(model, ctrl, inv.x_T, w, inv.null_embeddings)
+        p2p_sample(model, AttentionEdit(model.tokenizer, src, src, inv.grid, cross_steps=0.0, store=store), inv.x_T,
+                   guidance, inv.null_embeddings)
         words, maps = word_maps(store, model.tokenizer, src[0])
-        x_T = inv.x_T.expand(3, -1, -1, -1)
-        nulls = inv.null_embeddings.expand(-1, 3, -1, -1)
         print("P2P word swaps (colour + local blend, shape, background)")
-        edits = p2p_word_swaps(model, cases, x_T, w, steps, blend=True, null=nulls)
+        edits = p2p_word_swaps(model, cases, inv.x_T.expand(3, -1, -1, -1), w, steps, blend=True,
+                               null=inv.null_embeddings.expand(-1, 3, -1, -1))
         print("EDICT edit (colour)")
         edict = edict_edit(model, model.schedule, x0, ctx, model.encode_text(cases.target_caption[:1]), steps,
-                           guidance=(null, w))[0]
-    s_p2p = score(edits, cases)
-    s_edict = score(edict, make_cases([(scene, "colour", "green")]))
-    rec_psnr = psnr(rec, x0).item()
+                           guidance=guidance)[0]
+    s_p2p, s_edict = score(edits, cases), score(edict, make_cases([(scene, "colour", "green")]))
+    results = [(edits[i], {k: v[i].item() for k, v in s_p2p.items()}, cases.target[i]) for i in range(3)]
+    results.append((edict[0], {k: v[0].item() for k, v in s_edict.items()}, cases.target[0]))
+    return {"source": x0[0], "prompt": src[0], "reconstruction": rec[0], "reconstruction_psnr_db": psnr(rec, x0).item(),
+            "words": words, "maps": maps, "results": results, "steps": steps, "w": w}
 
-    shown = [i for i, wd in enumerate(words) if wd in ("red", "circle", "left", "gray", "background")]
+
+EDIT_LABELS = ["P2P: red -> green\n(local blend)", "P2P: circle -> square\n(short injection)",
+               "P2P: gray -> white\n(background)", "EDICT: red -> green"]
+
+
+def editing_plot(r: dict, path: Path) -> Path:
+    """The figure of `editing_results`: source, reconstruction and attention maps; targets; edits."""
     fig, ax = plt.subplots(3, 6, figsize=(13, 7.4))
     for a in ax.flat:
         a.axis("off")
-    ax[0, 0].imshow(to_numpy_image(x0[0]), interpolation="nearest")
+    ax[0, 0].imshow(to_numpy_image(r["source"]), interpolation="nearest")
     ax[0, 0].set_title("source (rendered)", fontsize=8)
-    ax[0, 1].imshow(to_numpy_image(rec[0]), interpolation="nearest")
-    ax[0, 1].set_title(f"null-text reconstruction\nPSNR {rec_psnr:.1f} dB", fontsize=8)
+    ax[0, 1].imshow(to_numpy_image(r["reconstruction"]), interpolation="nearest")
+    ax[0, 1].set_title(f"null-text reconstruction\nPSNR {r['reconstruction_psnr_db']:.1f} dB", fontsize=8)
+    shown = [i for i, wd in enumerate(r["words"]) if wd in ("red", "circle", "left", "gray", "background")]
     for k, i in enumerate(shown[:4]):
-        ax[0, 2 + k].imshow(maps[i], cmap="magma")
-        ax[0, 2 + k].set_title(f"cross-attention '{words[i]}'", fontsize=8)
-    labels = ["P2P: red -> green\n(local blend)", "P2P: circle -> square\n(short injection)",
-              "P2P: gray -> white\n(background)", "EDICT: red -> green"]
-    results = [(edits[i], {k: v[i].item() for k, v in s_p2p.items()}, cases.target[i]) for i in range(3)]
-    results.append((edict[0], {k: v[0].item() for k, v in s_edict.items()}, cases.target[0]))
-    for k, (img, sc, tgt) in enumerate(results):
+        ax[0, 2 + k].imshow(r["maps"][i], cmap="magma")
+        ax[0, 2 + k].set_title(f"cross-attention '{r['words'][i]}'", fontsize=8)
+    for k, (img, sc, tgt) in enumerate(r["results"]):
         ax[1, k].imshow(to_numpy_image(tgt), interpolation="nearest")
         ax[1, k].set_title("target (rendered)", fontsize=8)
         ax[2, k].imshow(to_numpy_image(img), interpolation="nearest")
         ok = "OK" if sc["success"] else "X"
-        ax[2, k].set_title(f"{labels[k]}\n{ok}, PSNR to target {sc['psnr_target']:.1f} dB", fontsize=8)
-    fig.suptitle(f"Editing by inversion: {src[0]!r}, DDIM {steps} steps, w = {w}", fontsize=10)
+        ax[2, k].set_title(f"{EDIT_LABELS[k]}\n{ok}, PSNR to target {sc['psnr_target']:.1f} dB", fontsize=8)
+    fig.suptitle(f"Editing by inversion: {r['prompt']!r}, DDIM {r['steps']} steps, w = {r['w']}", fontsize=10)
     fig.tight_layout()
-    path = out / "editing.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    return {"figure": str(path), "reconstruction_psnr_db": rec_psnr,
-            "edits_correct": (s_p2p["success"].sum().item() + s_edict["success"].sum().item()) / 4,
-            "psnr_to_target_db": [round(r[1]["psnr_target"], 1) for r in results]}
+    return path
+
+
+def editing_figure(out: Path, steps: int = 50, w: float = 3.0) -> dict | None:
+    """Invert, show attention maps, edit with P2P and EDICT, score against rendered targets (`editing_results`),
+    save out/editing.png (`editing_plot`); None if the shipped shapes model is absent."""
+    if not pretrained.available("shapes"):
+        return None
+    r = editing_results(steps, w)
+    path = editing_plot(r, out / "editing.png")
+    return {"figure": str(path), "reconstruction_psnr_db": r["reconstruction_psnr_db"],
+            "edits_correct": sum(sc["success"] for _, sc, _ in r["results"]) / len(r["results"]),
+            "psnr_to_target_db": [round(sc["psnr_target"], 1) for _, sc, _ in r["results"]]}
 
 
 def run(out: str | Path = "out", fast: bool = False) -> dict:

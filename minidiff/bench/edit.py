@@ -1,4 +1,4 @@
-"""The ground-truth edit benchmark on `shapes` (lecture 5), and the null-text reconstruction table.
+"""The ground-truth edit benchmark on `shapes` (lecture 5).
 
 For held-out scenes, one word of the caption is changed (an object's colour or shape, or the
 background colour) and the scene is re-rendered with that word changed: the exact target.
@@ -26,22 +26,27 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .edict import edict_edit
-from .evaluate import generate
-from .experiments import _print_table
-from .inversion import ddim_invert, null_text_invert, null_text_sample, sdedit
-from .metrics import psnr, ssim
-from .p2p import LocalBlend, Replace, p2p_sample
-from .samplers import classifier_free_guidance, ddim_sample
-from .schedule import timesteps
-from .shapes import KINDS, Scene, ShapesDataset, caption, render, replace_word
-from .shapes_check import check
+from ..datasets.shapes import KINDS, Scene, ShapesDataset, caption, render, replace_word
+from ..datasets.shapes_check import check
+from ..edict import edict_edit
+from ..guidance import Guidance
+from ..inversion import ddim_invert, sdedit
+from ..metrics import psnr, ssim
+from ..nn.diffusion_model import generate
+from ..null_text import null_text_invert
+from ..p2p import LocalBlend, Replace, p2p_sample
+from ..samplers import ddim_sample
+from ..schedule import timesteps
+from ..training import pretrained
+from ..viz import save_grid
+from .tables import BenchCommand, print_table
 
 EDIT_KINDS = ("colour", "shape", "background")
 EDICT_MIN_STEPS = 50
@@ -137,7 +142,7 @@ def p2p_word_swaps(model, cases: EditCases, x_T: Tensor, w: float, steps: int, b
                        cross_steps={"default": 0.8, **{word: st["word"] for word in changed}},
                        self_steps=st["self_steps"], local_blend=lb)
         nulls = None if null is None else null[:, idx]
-        out[idx] = p2p_sample(model, ctrl, x_T[idx], guidance=w, null_embeddings=nulls)[1]
+        out[idx] = p2p_sample(model, ctrl, x_T[idx], guidance=Guidance.of(model, w), null_embeddings=nulls)[1]
     return out
 
 
@@ -146,43 +151,9 @@ def edit_methods(model, cases: EditCases, w: float = 3.0, steps: int = 50, seed:
                  edict_steps: int | None = None) -> dict[str, tuple[Tensor, float]]:
     """{method: (edited images (n, 3, 32, 32), seconds)}; `methods` selects a subset by name. EDICT runs
     `edict_steps` steps, by default max(steps, EDICT_MIN_STEPS)."""
-    sched, T = model.schedule, model.schedule.T
-    src_ctx, tgt_ctx = model.encode_text(cases.source_caption), model.encode_text(cases.target_caption)
-    null, x0 = model.null_context(), cases.source
-    guided = classifier_free_guidance(model, null, w)
-    g = torch.Generator().manual_seed(seed)
     edict_steps = max(steps, EDICT_MIN_STEPS) if edict_steps is None else edict_steps
-    cache: dict[str, object] = {}
-
-    def ddim_xT():
-        if "ddim" not in cache:
-            cache["ddim"] = ddim_invert(model, sched, x0, steps, src_ctx, guidance=(null, w))
-        return cache["ddim"]
-
-    def edict(leapfrog: bool) -> Tensor:
-        return edict_edit(model, sched, x0, src_ctx, tgt_ctx, edict_steps, guidance=(null, w), leapfrog=leapfrog)[0]
-
-    def nti():
-        if "nti" not in cache:
-            cache["nti"] = null_text_invert(model, sched, x0, src_ctx, null, w=w, steps=steps, inner_steps=nti_inner,
-                                            lr=nti_lr)
-        return cache["nti"]
-
-    table = {
-        "re-generate (target prompt, new noise)": lambda: generate(model, cases.target_caption, w, steps, seed,
-                                                                   progress=False),
-        "SDEdit t0 = 0.5 T": lambda: sdedit(guided, sched, x0, T // 2, steps, tgt_ctx, generator=g),
-        "SDEdit t0 = 0.75 T": lambda: sdedit(guided, sched, x0, 3 * T // 4, steps, tgt_ctx, generator=g),
-        "DDIM inversion, target prompt": lambda: ddim_sample(guided, sched, ddim_xT(), steps, context=tgt_ctx),
-        "DDIM inversion + P2P": lambda: p2p_word_swaps(model, cases, ddim_xT(), w, steps, blend=False),
-        "DDIM inversion + P2P + local blend": lambda: p2p_word_swaps(model, cases, ddim_xT(), w, steps, blend=True),
-        "null-text inversion + P2P + local blend": lambda: p2p_word_swaps(model, cases, nti().x_T, w, steps,
-                                                                          blend=True, null=nti().null_embeddings),
-        f"EDICT (p = 0.93, strength 0.8, {edict_steps} steps)": lambda: edict(leapfrog=True),
-        f"EDICT, x always first ({edict_steps} steps)": lambda: edict(leapfrog=False),
-    }
     out = {}
-    for name, run in table.items():
+    for name, run in _method_table(model, cases, w, steps, seed, nti_lr, nti_inner, edict_steps).items():
         if methods is not None and name not in methods:
             continue
         t0 = time.perf_counter()
@@ -190,6 +161,39 @@ def edit_methods(model, cases: EditCases, w: float = 3.0, steps: int = 50, seed:
             x = run()
         out[name] = (x, time.perf_counter() - t0)
     return out
+
+
+def _method_table(model, cases: EditCases, w: float, steps: int, seed: int, nti_lr: float, nti_inner: int,
+                  edict_steps: int) -> dict:
+    """{method name: a function computing its edits}; DDIM and null-text inversion are computed once, when
+    first needed, and shared by the methods that start from them."""
+    sched, T, x0 = model.schedule, model.schedule.T, cases.source
+    src_ctx, tgt_ctx = model.encode_text(cases.source_caption), model.encode_text(cases.target_caption)
+    guidance, g, cache = Guidance.of(model, w), torch.Generator().manual_seed(seed), {}
+
+    def once(key: str, compute):
+        return cache[key] if key in cache else cache.setdefault(key, compute())
+
+    ddim_xT = lambda: once("ddim", lambda: ddim_invert(model, sched, x0, steps, src_ctx, guidance=guidance))
+    nti = lambda: once("nti", lambda: null_text_invert(model, sched, x0, src_ctx, guidance, steps=steps,
+                                                       inner_steps=nti_inner, lr=nti_lr))
+    edict = lambda leapfrog: edict_edit(model, sched, x0, src_ctx, tgt_ctx, edict_steps, guidance=guidance,
+                                        leapfrog=leapfrog)[0]
+    return {
+        "re-generate (target prompt, new noise)": lambda: generate(model, cases.target_caption, w, steps, seed,
+                                                                   progress=False),
+        "SDEdit t0 = 0.5 T": lambda: sdedit(model, sched, x0, T // 2, steps, tgt_ctx, generator=g, guidance=guidance),
+        "SDEdit t0 = 0.75 T": lambda: sdedit(model, sched, x0, 3 * T // 4, steps, tgt_ctx, generator=g,
+                                             guidance=guidance),
+        "DDIM inversion, target prompt": lambda: ddim_sample(model, sched, ddim_xT(), steps, context=tgt_ctx,
+                                                             guidance=guidance),
+        "DDIM inversion + P2P": lambda: p2p_word_swaps(model, cases, ddim_xT(), w, steps, blend=False),
+        "DDIM inversion + P2P + local blend": lambda: p2p_word_swaps(model, cases, ddim_xT(), w, steps, blend=True),
+        "null-text inversion + P2P + local blend": lambda: p2p_word_swaps(model, cases, nti().x_T, w, steps,
+                                                                          blend=True, null=nti().null_embeddings),
+        f"EDICT (p = 0.93, strength 0.8, {edict_steps} steps)": lambda: edict(True),
+        f"EDICT, x always first ({edict_steps} steps)": lambda: edict(False),
+    }
 
 
 def edit_benchmark(model, n: int = 120, w: float = 3.0, steps: int = 50, seed: int = 0,
@@ -212,7 +216,7 @@ def edit_benchmark(model, n: int = 120, w: float = 3.0, steps: int = 50, seed: i
     body = [[r["method"], f"{r['success']:.2f}", f"{r['success_colour']:.2f}", f"{r['success_shape']:.2f}",
              f"{r['success_background']:.2f}", f"{r['psnr_target']:.1f}", f"{r['psnr_keep']:.1f}",
              f"{r['ssim_keep']:.3f}", f"{r['seconds']:.0f}"] for r in rows]
-    _print_table(f"Ground-truth edits on {n} held-out shapes scenes (w = {w}, {steps} DDIM steps, seed {seed})",
+    print_table(f"Ground-truth edits on {n} held-out shapes scenes (w = {w}, {steps} DDIM steps, seed {seed})",
                  header, body)
     if figure is not None:
         _figure(cases, results, figure)
@@ -220,8 +224,6 @@ def edit_benchmark(model, n: int = 120, w: float = 3.0, steps: int = 50, seed: i
 
 
 def _figure(cases: EditCases, results: dict[str, tuple[Tensor, float]], path: str, k: int = 6) -> None:
-    from .viz import save_grid
-
     cols = {"source": cases.source, "target (rendered)": cases.target, **{m: x for m, (x, _) in results.items()}}
     images = torch.cat([torch.stack([x[i] for x in cols.values()]) for i in range(k)])
     titles = [name if i == 0 else "" for i in range(k) for name in cols]  # column names on the first row
@@ -230,32 +232,9 @@ def _figure(cases: EditCases, results: dict[str, tuple[Tensor, float]], path: st
     print(f"saved {save_grid(images, path, titles=titles, ncol=len(cols))}")
 
 
-def null_text_table(model, n: int = 16, ws: tuple[float, ...] = (3.0, 7.5), steps: int = 50,
-                    lrs: tuple[float, ...] = (1e-2, 1e-1), inner_steps: int = 10, seed: int = 0) -> list[dict]:
-    """Reconstruction PSNR of DDIM inversion vs null-text inversion under guidance w (held-out scenes)."""
-    from .shapes import shapes_tensors
-
-    x0, caps = shapes_tensors(n, seed=seed, split="test")
-    ctx, null, rows = model.encode_text(caps), model.null_context(), []
-    with torch.no_grad():
-        x_T = ddim_invert(model, model.schedule, x0, steps, ctx)
-        rec = ddim_sample(model, model.schedule, x_T, steps, context=ctx)
-    rows.append({"method": "DDIM inversion, w = 1 (the pivot)", "w": 1.0, "psnr": psnr(rec, x0).mean().item()})
-    for w in ws:
-        t0 = time.perf_counter()
-        with torch.no_grad():
-            x_T = ddim_invert(model, model.schedule, x0, steps, ctx, guidance=(null, w))
-            rec = ddim_sample(classifier_free_guidance(model, null, w), model.schedule, x_T, steps, context=ctx)
-        rows.append({"method": f"DDIM inversion, w = {w}", "w": w, "psnr": psnr(rec, x0).mean().item(),
-                     "seconds": time.perf_counter() - t0})
-        for lr in lrs:
-            t0 = time.perf_counter()
-            inv = null_text_invert(model, model.schedule, x0, ctx, null, w=w, steps=steps, inner_steps=inner_steps,
-                                   lr=lr)
-            with torch.no_grad():
-                rec = null_text_sample(model, model.schedule, inv.x_T, ctx, inv.null_embeddings, w, inv.grid)
-            rows.append({"method": f"null-text inversion, w = {w}, Adam lr {lr:g}, {inner_steps} inner steps",
-                         "w": w, "psnr": psnr(rec, x0).mean().item(), "seconds": time.perf_counter() - t0})
-    _print_table(f"Reconstruction PSNR (dB, mean over {n} held-out scenes, {steps} steps)", ["method", "PSNR", "s"],
-                 [[r["method"], f"{r['psnr']:.1f}", f"{r.get('seconds', 0):.0f}"] for r in rows])
-    return rows
+EDIT = BenchCommand("edit", "the ground-truth edit benchmark (SDEdit, DDIM/null-text inversion + P2P, EDICT)",
+                    lambda o: edit_benchmark(pretrained.load(o["checkpoint"]), n=o["n"], w=o["w"][0],
+                                             steps=o["steps"][0], seed=o["seed"],
+                                             figure=str(Path(o["out"]) / "edit_benchmark.png"),
+                                             edict_steps=o.get("edict_steps")),
+                    dict(n=120, w=[3.0], steps=[50]))

@@ -261,6 +261,21 @@ def replace_word(scene: Scene, old: str, new: str, object_index: int | None = No
 
 # --------------------------------------------------------------------------- data set
 
+def shapes_labels(captions: list[str], kind: str = "background") -> tuple[torch.Tensor, list[str]]:
+    """Class labels (N,) of `shapes` captions and the class names.
+
+    kind "background": the background colour (4 classes: black, white, gray, brown), the default,
+    visible at every noise level since it fills most of the image; kind "colour": the colour of
+    the first object of the caption (6 classes; the left/top one in two-object scenes).
+    """
+    if kind not in ("background", "colour"):
+        raise ValueError(f"kind must be 'background' or 'colour' (of the first object), got {kind!r}")
+    names = list(KINDS[kind])
+    specs = [parse_caption(c) for c in captions]
+    words = [s["background"] if kind == "background" else s["objects"][0]["colour"] for s in specs]
+    return torch.tensor([names.index(w) for w in words], dtype=torch.long), names
+
+
 class ShapesDataset(Dataset):
     """n deterministic scenes; item = dict(image=(3, 32, 32) in [-1, 1], caption=str, index=int).
 

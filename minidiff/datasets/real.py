@@ -1,9 +1,8 @@
-"""Data sets behind one interface: `load_dataset(name, split)` -> a Dataset of dicts.
+"""The real image data sets, CIFAR-10 and CelebA: files, decoding, captions (`minidiff.datasets` is the interface).
 
 Every item is a dict with `image` (3, H, W) float32 in [-1, 1] (converted here, the data
 boundary), `caption` (str) and `index`, plus `label` (CIFAR-10) or `attributes` (CelebA).
 
-- "shapes": the procedural scenes of `minidiff.shapes` (offline, no files).
 - "cifar10": 32x32 photos of 10 classes; caption "a photo of a cat" / "an airplane".
 - "celeba": aligned faces, centre square crop resized to `image_size`; caption from the
   attributes, see `celeba_caption`.
@@ -30,10 +29,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from torch import Tensor
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
-
-from minidiff.shapes import ShapesDataset
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck")  # torchvision's label order
@@ -41,6 +39,8 @@ HAIR_COLOURS = {"Blond_Hair": "blond", "Black_Hair": "black", "Brown_Hair": "bro
                 "Gray_Hair": "gray"}  # in order of precedence when several are set
 CELEBA_TEST_SIZE = 1000  # the last 1,000 images of the shared 10k archive are the test split
 NAMES = ("shapes", "cifar10", "celeba")
+CELEBA_ATTRIBUTES = ("Smiling", "Young", "Male", "Eyeglasses", "Blond_Hair", "Black_Hair", "Brown_Hair",
+                     "Gray_Hair")  # the attributes captions state, in the evaluation classifier's order
 ARCHIVES = {"cifar10": "cifar10-png.zip", "celeba": "celeba-10k.zip"}
 LAYOUTS = {"cifar10": "cifar10/{train,test}/<class>/<name>.png",
            "celeba": "celeba/img/NNNNNN.jpg and celeba/attributes.csv (image_id + 40 columns)"}
@@ -81,7 +81,7 @@ def data_root(root: str | Path | None = None) -> Path | None:
         return Path(os.environ["MINIDIFF_DATA"]).expanduser()
     if _no_shared():
         return None
-    shared = Path(__file__).resolve().parents[2] / "shared" / "data"
+    shared = Path(__file__).resolve().parents[3] / "shared" / "data"  # beside the repository
     return shared if shared.is_dir() else None
 
 
@@ -242,6 +242,25 @@ def celeba_caption(attributes: dict[str, int]) -> str:
     return " ".join(words)
 
 
+def celeba_targets(attributes: Tensor, attribute_names: list[str]) -> Tensor:
+    """(N, 40) CelebA attributes -> (N, 8) targets in CELEBA_ATTRIBUTES order."""
+    idx = [attribute_names.index(a) for a in CELEBA_ATTRIBUTES]
+    return attributes[:, idx]
+
+
+def caption_attributes(caption: str) -> dict[str, int]:
+    """The CELEBA_ATTRIBUTES a CelebA caption states (see `celeba_caption`): 1 or 0 for each;
+    hair colours only when a hair colour is named (captions say nothing about absent hair colour)."""
+    words = caption.split()
+    out = {"Smiling": int("smiling" in words), "Young": int("young" in words), "Male": int("man" in words),
+           "Eyeglasses": int("eyeglasses" in words)}
+    if "hair" in words:
+        colour = words[words.index("hair") - 1]
+        for name in CELEBA_ATTRIBUTES[4:]:
+            out[name] = int(name.split("_")[0].lower() == colour)
+    return out
+
+
 def read_celeba_attributes(root: str | Path | None = None) -> tuple[list[str], list[str],
                                                                     np.ndarray]:
     """(image ids, the 40 attribute names, values (N, 40) in {0, 1}) from attributes.csv."""
@@ -314,21 +333,3 @@ def _torchvision_celeba(split, root, image_size, limit, progress) -> tuple[dict,
 def _check_split(split: str, allowed: tuple[str, ...]) -> None:
     if split not in allowed:
         raise ValueError(f"split must be one of {', '.join(allowed)}; got {split!r}")
-
-
-def load_dataset(name: str, split: str = "train", root: str | Path | None = None,
-                 image_size: int = 32, **options) -> Dataset:
-    """A data set by name ('shapes', 'cifar10', 'celeba'); items are dicts (see module doc).
-
-    options: for 'shapes' n (default 10,000) and seed; for the others download=False,
-    cache=True, limit=None (keep an evenly spaced subset of that many images), progress=True.
-    """
-    if name == "shapes":
-        if image_size != 32:
-            raise ValueError(f"shapes scenes are 32x32; got image_size={image_size}")
-        return ShapesDataset(split=split, **options)  # options: n, seed
-    if name == "cifar10":
-        return load_cifar10(split, root, image_size, **options)
-    if name == "celeba":
-        return load_celeba(split, root, image_size, **options)
-    raise ValueError(f"unknown data set {name!r}; expected one of {', '.join(NAMES)}")

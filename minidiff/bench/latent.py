@@ -2,7 +2,7 @@
 
 - `autoencoder_table`: reconstruction PSNR / SSIM of the shipped KL-f4 autoencoders on held-out
   images, beside the latent-diffusion paper's f = 4 KL autoencoder (PSNR 27.5 on 256 px ImageNet).
-- `quality_table`: samples judged by the project's own classifier (`minidiff.classifier`):
+- `quality_table`: samples judged by the project's own classifier (`nn.classifiers.ImageClassifier`):
   accuracy of the conditional samples (does the sample show its caption's class / attributes),
   and classifier-FID / classifier-KID against the held-out set, in that classifier's feature
   space. Two reference rows bracket the model: real training images vs the held-out set (the
@@ -21,28 +21,20 @@ import time
 import torch
 from torch import Tensor
 
-from .classifier import caption_attributes, features, predict
-from .data import load_dataset, to_float
-from .evaluate import generate
-from .experiments import _print_table
-from .metrics import feature_fid, kernel_distance, psnr, ssim
+from ..datasets import heldout, load_dataset, to_float
+from ..datasets.real import caption_attributes
+from ..metrics import feature_fid, kernel_distance, psnr, ssim
+from ..nn.classifiers import features, predict
+from ..nn.diffusion_model import generate
+from ..training import pretrained
+from .tables import BenchCommand, print_table
 
 LDM_F4_KL_PSNR = 27.5  # Rombach et al. 2022, Table 8: KL-regularised f = 4 autoencoder, 256x256 ImageNet
-
-
-def heldout(dataset: str, n: int | None = None, image_size: int = 32, root: str | None = None):
-    """(images (n, 3, s, s) in [-1, 1], captions) of n evenly spaced test-split items."""
-    ds = load_dataset(dataset, "test", root=root, image_size=image_size)
-    k = len(ds) if n is None else min(n, len(ds))
-    idx = torch.linspace(0, len(ds) - 1, k).long()
-    return to_float(ds.images[idx]), [ds.captions[i] for i in idx.tolist()]
 
 
 @torch.no_grad()
 def autoencoder_table(names: tuple[str, ...] = ("cifar10_ae", "celeba_ae"), n: int = 1000) -> list[dict]:
     """PSNR / SSIM (mean +- std over images) of each autoencoder's reconstruction of n held-out images."""
-    from . import pretrained
-
     rows = []
     for name in names:
         if not pretrained.available(name):
@@ -60,7 +52,7 @@ def autoencoder_table(names: tuple[str, ...] = ("cifar10_ae", "celeba_ae"), n: i
     body = [[r["row"], f"{r['psnr']:.2f} +- {r['psnr_std']:.2f}", f"{r['ssim']:.3f} +- {r['ssim_std']:.3f}",
              r["latent"], f"{r['params']:,}"] for r in rows]
     body.append(["LDM KL-f4 (paper, ImageNet 256x256)", f"{LDM_F4_KL_PSNR}", "", "3x64^2", ""])
-    _print_table("Autoencoder reconstruction on held-out images", ["autoencoder", "PSNR (dB)", "SSIM", "latent",
+    print_table("Autoencoder reconstruction on held-out images", ["autoencoder", "PSNR (dB)", "SSIM", "latent",
                                                                    "params"], body)
     return rows
 
@@ -80,11 +72,9 @@ def conditional_accuracy(clf, x: Tensor, captions: list[str]) -> float:
     return hits / total
 
 
-def quality_table(checkpoint: str, classifier: str, n: int = 500, guidance: float = 3.0, steps: int = 25,
+def quality_table(checkpoint: str, classifier: str, n: int = 500, w: float = 3.0, steps: int = 25,
                   seed: int = 0) -> list[dict]:
     """Classifier accuracy, classifier-FID and classifier-KID of samples vs the held-out set (see module doc)."""
-    from . import pretrained
-
     model, clf = pretrained.load(checkpoint), pretrained.load(classifier)
     dataset = model.data["name"]
     x_test, captions = heldout(dataset, n, model.data["image_size"])
@@ -103,19 +93,28 @@ def quality_table(checkpoint: str, classifier: str, n: int = 500, guidance: floa
 
     add(f"real training images vs held-out (floor), n = {n}", x_train, [train.captions[i] for i in idx.tolist()])
     t0 = time.perf_counter()
-    add(f"{checkpoint}: DDIM {steps} steps, w = {guidance}", generate(model, captions, guidance, steps, seed),
+    add(f"{checkpoint}: DDIM {steps} steps, w = {w}", generate(model, captions, w, steps, seed),
         captions, time.perf_counter() - t0)
     torch.manual_seed(seed)
     fresh = type(model).from_config(model.config()).eval()  # freshly initialised weights
     if model.latent:
         fresh.attach_autoencoder(model.autoencoder)
-    add("untrained model of the same architecture (ceiling)", generate(fresh, captions, guidance, steps, seed,
+    add("untrained model of the same architecture (ceiling)", generate(fresh, captions, w, steps, seed,
                                                                        progress=False), captions)
     acc = clf.info.get("test_accuracy")
     print(f"\nclassifier {classifier!r}: held-out accuracy {acc}; features: {clf.head.in_features}-d penultimate")
-    _print_table(f"Sample quality of {checkpoint!r} judged by the project's {dataset} classifier "
+    print_table(f"Sample quality of {checkpoint!r} judged by the project's {dataset} classifier "
                  f"({n} samples, captions of held-out images)",
                  ["row", "accuracy vs caption", "classifier-FID", "classifier-KID (x 1e3)", "s"],
                  [[r["row"], f"{r['accuracy']:.3f}", f"{r['fid']:.2f}",
                    f"{1e3 * r['kid']:.2f} +- {1e3 * r['kid_std']:.2f}", f"{r['seconds']:.0f}"] for r in rows])
     return rows
+
+
+AUTOENCODER = BenchCommand("autoencoder", "held-out reconstruction PSNR/SSIM of the shipped autoencoders",
+                           lambda o: autoencoder_table(n=o["n"]), dict(n=1000))
+QUALITY = BenchCommand("quality", "classifier accuracy, classifier-FID and -KID of a latent model's samples "
+                       "(e.g. --checkpoint cifar10 --classifier cifar10_classifier)",
+                       lambda o: quality_table(o["checkpoint"], o["classifier"], n=o["n"], w=o["w"][0],
+                                               steps=o["steps"][0], seed=o["seed"]),
+                       dict(n=500, w=[3.0], steps=[25], checkpoint="cifar10", classifier="cifar10_classifier"))

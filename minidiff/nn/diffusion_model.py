@@ -8,15 +8,16 @@ turned into `context` once, outside the sampling loop:
     null = model.encode_text([""])                                                  # CFG's null condition
 
 Its whole architecture is described by `config()` (plain JSON), and rebuilt by
-`DiffusionModel.from_config`; `minidiff.checkpoint` stores config + weights.
+`DiffusionModel.from_config`; `minidiff.training.checkpoint` stores config + weights.
+`generate(model, prompts, w)` samples it with DDIM and classifier-free guidance.
 
 A *latent* diffusion model (Rombach et al. 2022) is the same object working on the
 scaled latents z = scale_factor * E(x) of a KL autoencoder. The autoencoder is its own
 checkpoint, named in `data["autoencoder"]` with its sha256, and is attached (not owned:
-its weights are not in this model's state_dict) by `pretrained.load`:
+its weights are not in this model's state_dict) by `training.pretrained.load`:
 
     model = pretrained.load("cifar10")            # attaches data/cifar10_ae
-    z0 = ddim_sample(eps, model.schedule, z_T, ...)  # (B, 4, 8, 8) latents
+    z0 = ddim_sample(model, model.schedule, z_T, ...)  # (B, 4, 8, 8) latents
     x0 = model.decode(z0)                          # (B, 3, 32, 32) images; identity for pixel models
 """
 
@@ -24,11 +25,15 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
+import torch
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
-from .nn.unet import UNet, UNetConfig
-from .schedule import Schedule
+from ..guidance import Guidance
+from ..samplers import ddim_sample
+from ..schedule import Schedule
 from .text import TextEncoder, TextEncoderConfig, Tokenizer
+from .unet import UNet, UNetConfig
 
 
 class DiffusionModel(nn.Module):
@@ -101,7 +106,7 @@ class DiffusionModel(nn.Module):
         if self.autoencoder is None:
             name = self.data["autoencoder"]["name"]
             raise ValueError(f"this latent model needs its autoencoder {name!r}: load it with "
-                             f"minidiff.pretrained.load, or call model.attach_autoencoder(ae)")
+                             f"minidiff.training.pretrained.load, or call model.attach_autoencoder(ae)")
         return self.autoencoder
 
     def encode_text(self, prompts: list[str] | str) -> Tensor:
@@ -138,3 +143,21 @@ class DiffusionModel(nn.Module):
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
+
+@torch.no_grad()
+def generate(model: DiffusionModel, prompts: list[str], w: float = 3.0, steps: int = 50, seed: int = 0,
+             batch: int = 50, eta: float = 0.0, progress: bool = True, decode: bool = True) -> Tensor:
+    """DDIM samples of a text-conditional model for `prompts` with classifier-free guidance scale w
+    (`Guidance.of(model, w)`): images (N, 3, H, W); for a latent model the decoded latents, or the latents
+    themselves (N, C, h, w) with decode=False. x_T is drawn on the CPU from `seed` (the same noise on every
+    device), then moved to the model's device and dtype."""
+    g = torch.Generator().manual_seed(seed)
+    cfg = model.unet.cfg
+    x_T = torch.randn(len(prompts), cfg.in_channels, cfg.image_size, cfg.image_size, generator=g)
+    x_T = x_T.to(next(model.parameters()))
+    guidance, out = Guidance.of(model, w), []
+    for i in tqdm(range(0, len(prompts), batch), disable=not progress, desc=f"sampling w={w}"):
+        ctx = model.encode_text(prompts[i:i + batch])
+        z0 = ddim_sample(model, model.schedule, x_T[i:i + batch], steps, eta, ctx, generator=g, guidance=guidance)
+        out.append(model.decode(z0) if decode else z0)
+    return torch.cat(out)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from minidiff.nn.attention import Attention
+from .attention import Attention
 
 BOS, PAD = "<bos>", "<pad>"
 

@@ -1,0 +1,52 @@
+"""What every measured table shares: the markdown printer, statistics, the reconstruction metric, the held-out
+images of a model's data set, and `BenchCommand`, a table's entry in the CLI registry (`bench.registry`).
+
+Tables print markdown and return their rows as dicts, so the CLI, the notebooks and the tests share one
+implementation; speed and quality targets live in these tables, never in timed tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from torch import Tensor
+
+from ..datasets import heldout
+
+
+def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
+    """Print a markdown table: a title line, the header, then one line per row."""
+    print(f"\n{title}\n\n| " + " | ".join(header) + " |\n|" + "---|" * len(header))
+    for r in rows:
+        print("| " + " | ".join(r) + " |")
+
+
+def standard_error(x: Tensor) -> float:
+    """Standard error of the mean of per-item values x (N,): std / sqrt(N) (NaN for one item)."""
+    return (x.std() / len(x) ** 0.5).item() if len(x) > 1 else float("nan")
+
+
+def reconstruction_mse(x: Tensor, x0: Tensor) -> Tensor:
+    """Per-image MSE with pixels mapped from [-1, 1] to [0, 1] (no clipping): mean(((x - x0) / 2)^2), (B,)."""
+    return ((x.float() - x0.float()) / 2).pow(2).flatten(1).mean(1)
+
+
+def model_heldout(model, n: int, seed: int = 0) -> tuple[Tensor, list[str]]:
+    """(images, captions) of n held-out items of the data set a model was trained on (`datasets.heldout`)."""
+    return heldout(model.data.get("name", "shapes"), n, model.data.get("image_size", 32), seed=seed)
+
+
+@dataclass(frozen=True)
+class BenchCommand:
+    """One `python -m minidiff bench NAME` table: its help line, its own defaults for the shared options
+    (n, w, steps, ...; checkpoint "shapes" unless it says otherwise), and `run(options)`, called with those
+    defaults overridden by what the user gave (options given as None are left out)."""
+
+    name: str
+    help: str
+    run: Callable[[dict], object]
+    defaults: dict = field(default_factory=dict)
+
+    def __call__(self, given: dict) -> object:
+        return self.run({"checkpoint": "shapes", **self.defaults, **{k: v for k, v in given.items() if v is not None}})

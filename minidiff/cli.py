@@ -1,0 +1,162 @@
+"""Command line: python -m minidiff {demo,train,sample,export,bench,train-classifier} --help"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import MISSING, fields
+from pathlib import Path
+
+import torch
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m minidiff", description=__doc__)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    for add in (_demo_parser, _train_parser, _sample_parser, _export_parser, _bench_parser, _classifier_parser):
+        add(sub)
+    a = ap.parse_args(argv)
+    return a.run(a)
+
+
+# ---- parsers ----------------------------------------------------------------------------------------
+
+def _demo_parser(sub) -> None:
+    d = sub.add_parser("demo", help="the offline showcase: figures in --out")
+    d.add_argument("--out", default="out")
+    d.add_argument("--fast", action="store_true", help="fewer training steps and samples")
+    d.set_defaults(run=_demo)
+
+
+def _train_parser(sub) -> None:
+    from .training.loop import TrainConfig
+
+    p = sub.add_parser("train", help="train a text-conditional diffusion model (resumes from --out)",
+                       description="Train with L_simple; checkpoints every --ckpt-every steps to --out; "
+                                   "re-running the same command resumes exactly. Under torchrun, data parallel.")
+    for f in fields(TrainConfig):
+        default = f.default if f.default is not MISSING else None
+        typ = {"int": int, "float": float, "str": str}.get(str(f.type).split(" ")[0], str)
+        p.add_argument(f"--{f.name.replace('_', '-')}", type=typ, default=default, help=f"(default: {default})")
+    p.add_argument("--no-resume", action="store_true", help="start from scratch even if --out has a state")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.set_defaults(run=_train)
+
+
+def _sample_parser(sub) -> None:
+    s = sub.add_parser("sample", help="sample a prompt with a checkpoint and save an image grid")
+    s.add_argument("--checkpoint", default="shapes", help="shipped name or path to NAME.json")
+    s.add_argument("--prompt", required=True, help='e.g. "a red circle on the left on a gray background"')
+    s.add_argument("--n", type=int, default=8)
+    s.add_argument("--steps", type=int, default=50)
+    s.add_argument("--eta", type=float, default=0.0)
+    s.add_argument("--w", type=float, default=3.0, help="classifier-free guidance scale w (1 = conditional only)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", default="out/samples.png")
+    s.set_defaults(run=_sample)
+
+
+def _export_parser(sub) -> None:
+    e = sub.add_parser("export", help="export a run's EMA model as a shippable checkpoint")
+    e.add_argument("--run", required=True)
+    e.add_argument("--to", required=True, help="destination stem, e.g. data/shapes")
+    e.add_argument("--dtype", default="float16", choices=["float16", "float32"])
+    e.add_argument("--command", default="", help="the training command, recorded in the JSON")
+    e.set_defaults(run=_export)
+
+
+def _bench_parser(sub) -> None:
+    from .bench.registry import TABLES
+
+    b = sub.add_parser("bench", help="measured tables (printed as markdown; figures in out/)",
+                       description="; ".join(f"{name}: {t.help}" for name, t in TABLES.items()) +
+                       ". Options left out take the table's own defaults.")
+    b.add_argument("what", choices=list(TABLES))
+    b.add_argument("--checkpoint", default=None, help="shipped name or path (default: shapes; quality: cifar10)")
+    b.add_argument("--n", type=int, default=None, help="number of prompts / images (a default per table)")
+    b.add_argument("--w", type=float, nargs="+", default=None, help="classifier-free guidance scale(s) w")
+    b.add_argument("--steps", type=int, nargs="+", default=None, help="DDIM step count(s)")
+    b.add_argument("--classifier", default=None,
+                   help="classifier-guidance: the noisy classifier; quality: the evaluation classifier")
+    b.add_argument("--scales", type=float, nargs="+", default=None, help="classifier-guidance scales s")
+    b.add_argument("--prompt", default="a red circle on the left on a gray background")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--float64", action="store_true", help="edict: run model and images in float64")
+    b.add_argument("--edict-steps", type=int, default=None, help="edit: EDICT's steps (default max(steps, 50))")
+    b.add_argument("--out", default="out")
+    b.set_defaults(run=_bench)
+
+
+def _classifier_parser(sub) -> None:
+    c = sub.add_parser("train-classifier", help="train the noise-conditional shapes classifier for classifier guidance")
+    c.add_argument("--checkpoint", default="shapes", help="the diffusion model whose schedule the classifier uses")
+    c.add_argument("--kind", default="background", choices=["background", "colour"])
+    c.add_argument("--n", type=int, default=20_000)
+    c.add_argument("--steps", type=int, default=3000)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--to", default="data/shapes_classifier")
+    c.set_defaults(run=_train_classifier)
+
+
+# ---- commands -----------------------------------------------------------------------------------------
+
+def _demo(a) -> int:
+    from .bench.demo import run
+
+    run(a.out, fast=a.fast)
+    return 0
+
+
+def _train(a) -> int:
+    from .training.loop import config_from_args
+    from .training.tasks import train
+
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    opts = {k: v for k, v in vars(a).items() if k not in ("cmd", "run", "no_resume", "threads")}
+    print(f"run folder: {train(config_from_args(**opts), resume=not a.no_resume)}")
+    return 0
+
+
+def _sample(a) -> int:
+    from .nn.diffusion_model import generate
+    from .training import pretrained
+    from .viz import save_grid
+
+    x0 = generate(pretrained.load(a.checkpoint), [a.prompt] * a.n, a.w, a.steps, a.seed, eta=a.eta)
+    print(f"saved {save_grid(x0, a.out, titles=[a.prompt] * a.n, ncol=min(a.n, 8))}")
+    return 0
+
+
+def _export(a) -> int:
+    from .training.checkpoint import load_model, save_model
+
+    model = load_model(f"{a.run}/model")
+    info = {**model.info, "command": a.command}
+    print(f"saved {save_model(model, a.to, dtype=getattr(torch, a.dtype), info=info)}")
+    return 0
+
+
+def _bench(a) -> int:
+    from .bench.registry import TABLES
+
+    options = {k: v for k, v in vars(a).items() if k not in ("cmd", "run", "what")}
+    Path(a.out).mkdir(parents=True, exist_ok=True)
+    TABLES[a.what](options)
+    return 0
+
+
+def _train_classifier(a) -> int:
+    from .datasets.shapes import shapes_labels
+    from .training import pretrained
+    from .training.checkpoint import save_model
+    from .training.classifiers import train_shapes_classifier
+
+    sched = pretrained.load(a.checkpoint).schedule
+    clf, losses, accuracy = train_shapes_classifier(sched, a.kind, n=a.n, steps=a.steps, seed=a.seed)
+    print("held-out accuracy by timestep: " + ", ".join(f"t={t}: {acc:.3f}" for t, acc in accuracy.items()))
+    info = {"labels": shapes_labels([], a.kind)[1], "kind": a.kind, "schedule": sched.spec, "steps": a.steps,
+            "final_loss": losses[-1], "heldout_accuracy": {str(t): acc for t, acc in accuracy.items()},
+            "command": "python -m minidiff train-classifier " + " ".join(sys.argv[2:])}
+    print(f"saved {save_model(clf, a.to, info=info)}")
+    return 0

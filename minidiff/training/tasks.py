@@ -1,0 +1,213 @@
+"""What each model learns: the per-model tasks that `training.loop.fit` runs, and `train`, the entry point.
+
+- "diffusion" (DDPM Algorithm 1 with L_simple and CFG prompt dropout), pixel or latent:
+
+      repeat
+          x_0 ~ q(x_0), c ~ captions, c <- "" with probability p_uncond    (CFG prompt dropout)
+          t ~ Uniform{1..T}, eps ~ N(0, I)
+          gradient step on || eps - eps_theta(sqrt(ab_t) x_0 + sqrt(1 - ab_t) eps, t, c) ||^2
+
+  A latent model (`--autoencoder NAME`) trains on z_0 = scale_factor * E(x_0), encoded once and cached.
+- "autoencoder": the KL autoencoder of latent diffusion (`nn.autoencoder.ae_loss`).
+- "classifier": the clean-image evaluation classifier (`nn.classifiers.ImageClassifier`).
+
+Each task returns (model, batch_loss, export): the model to train, its loss on a global batch, and what to write
+at every checkpoint (the EMA model as `OUT/model.{json,safetensors}`, plus sample grids for diffusion).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from ..datasets import load_dataset, to_float
+from ..datasets.real import CELEBA_ATTRIBUTES, CIFAR10_CLASSES, celeba_targets
+from ..datasets.shapes import shapes_tensors
+from ..elbo import L_simple
+from ..nn.autoencoder import Autoencoder, AutoencoderConfig, ae_loss, estimate_scale_factor
+from ..nn.classifiers import ImageClassifier, ImageClassifierConfig, accuracy
+from ..nn.diffusion_model import DiffusionModel, generate
+from ..nn.text import TextEncoderConfig, Tokenizer
+from ..nn.unet import UNetConfig
+from ..schedule import Schedule
+from ..viz import save_grid
+from . import pretrained
+from .checkpoint import load_train_state, save_model, save_train_state
+from .classifiers import augment, classifier_loss
+from .loop import TrainConfig, fit
+
+UNET_PRESETS = ("shapes_small", "tiny", "latent_small")
+
+
+def build_model(cfg: TrainConfig, captions: list[str], ae=None) -> DiffusionModel:
+    """A fresh DiffusionModel for `cfg`; with `ae` a latent model on its (C, H/f, W/f) latents."""
+    if cfg.unet not in UNET_PRESETS:
+        raise ValueError(f"unknown UNet preset {cfg.unet!r}; expected one of {UNET_PRESETS} (see UNetConfig)")
+    tok = Tokenizer.from_captions(captions)
+    unet_cfg = getattr(UNetConfig, cfg.unet)(context_dim=cfg.text_dim)
+    data = {"name": cfg.dataset, "image_size": cfg.image_size}
+    if ae is not None:
+        size = cfg.image_size // ae.cfg.factor
+        unet_cfg = replace(unet_cfg, in_channels=ae.cfg.latent_channels, image_size=size)
+        data["autoencoder"] = {"name": Path(cfg.autoencoder).stem, "sha256": ae.sha256,
+                               "scale_factor": float(ae.scale_factor)}
+    elif unet_cfg.image_size != cfg.image_size:
+        raise ValueError(f"UNet preset {cfg.unet!r} is for {unet_cfg.image_size}x{unet_cfg.image_size} inputs but "
+                         f"image_size is {cfg.image_size}; latent presets need --autoencoder")
+    text_cfg = TextEncoderConfig(vocab_size=tok.vocab_size, max_len=tok.max_len, dim=cfg.text_dim, depth=cfg.text_depth)
+    sched = Schedule.from_spec({"kind": cfg.schedule, "T": cfg.T})
+    model = DiffusionModel(unet_cfg, sched, tok, text_cfg, data)
+    return model.attach_autoencoder(ae, ae.sha256) if ae is not None else model
+
+
+def load_autoencoder(name: str):
+    """The autoencoder checkpoint `name` (a path or a shipped name), float32, frozen."""
+    ae = pretrained.load(name)
+    if type(ae).__name__ != "Autoencoder":
+        raise ValueError(f"--autoencoder {name!r} is a {type(ae).__name__} checkpoint, not an Autoencoder")
+    return ae.requires_grad_(False)
+
+
+@torch.no_grad()
+def encode_latents(ae, images: Tensor, batch: int = 500, progress: bool = True) -> Tensor:
+    """z_0 = scale_factor * mean of q(z|x) for every training image, (N, C, h, w): the latent
+    diffusion training set, computed once (the posterior mean, as LDM's `.mode()` option)."""
+    out = [ae.to_latent(images[i:i + batch])
+           for i in tqdm(range(0, len(images), batch), disable=not progress, desc="encoding latents")]
+    return torch.cat(out)
+
+
+def training_data(cfg: TrainConfig) -> tuple[Tensor, list[str]]:
+    """All training images (N, 3, H, W) in [-1, 1] and their captions, in memory."""
+    if cfg.dataset == "shapes":
+        return shapes_tensors(cfg.n_train, seed=cfg.seed, split="train")
+    ds = load_dataset(cfg.dataset, "train", root=cfg.data_root, image_size=cfg.image_size)
+    return to_float(ds.images), list(ds.captions)
+
+
+def train(cfg: TrainConfig, resume: bool = True, progress: bool = True, _kill_at_step: int | None = None) -> Path:
+    """Train (or resume) `cfg.task` ("diffusion", "autoencoder" or "classifier"); returns the run folder.
+
+    Files in `cfg.out`: state.safetensors (resume), model.{json,safetensors} (the EMA weights,
+    loadable with `training.checkpoint.load_model`), log.jsonl, config.json, and for diffusion
+    samples_*.png. `_kill_at_step` (tests only) SIGKILLs the process right after that step.
+    """
+    torch.manual_seed(cfg.seed)
+    images, captions = training_data(cfg)
+    tasks = {"diffusion": _diffusion_task, "autoencoder": _autoencoder_task, "classifier": _classifier_task}
+    if cfg.task not in tasks:
+        raise ValueError(f"unknown task {cfg.task!r}; expected one of {sorted(tasks)}")
+    model, batch_loss, export = tasks[cfg.task](cfg, images, captions)
+    return fit(cfg, model, batch_loss, len(images), export, resume, progress, _kill_at_step)
+
+
+def _loss(model: DiffusionModel, x0: Tensor, tok: Tensor, null_tok: Tensor, p_uncond: float,
+          gen: torch.Generator, part: slice) -> Tensor:
+    """L_simple on this process's `part` of the global batch, captions dropped to "" with
+    probability p_uncond. The noise (dropout, t, eps) is drawn for the whole global batch
+    from one generator that every process holds in the same state, so 2 processes with
+    batch B/2 each follow the 1-process run with batch B."""
+    B = x0.shape[0]
+    drop = torch.rand(B, generator=gen) < p_uncond  # (B,)
+    t = torch.randint(1, model.schedule.T + 1, (B,), generator=gen)  # (B,)
+    eps = torch.randn(x0.shape, generator=gen)  # (B, C, H, W)
+    tok = torch.where(drop[:, None], null_tok, tok)  # (B, L)
+    context = model.text_encoder(tok[part])
+    return L_simple(model, model.schedule, x0[part], context=context, t=t[part], eps=eps[part]).mean()
+
+
+def _cached_latents(ae, images: Tensor, out: Path) -> Tensor:
+    """encode_latents, kept in OUT/latents.safetensors (keyed by the autoencoder's sha256 and the
+    number of images) so that a resumed run does not re-encode the whole data set."""
+    path = out / "latents.safetensors"
+    key = f"{ae.sha256}:{len(images)}"
+    if path.exists():
+        tensors, state = load_train_state(path)
+        if state.get("key") == key:
+            return tensors["z0"]
+    z = encode_latents(ae, images)
+    save_train_state(path, {"z0": z}, {"key": key})  # atomic, like every checkpoint
+    return z
+
+
+def _diffusion_task(cfg: TrainConfig, images: Tensor, captions: list[str]):
+    ae = load_autoencoder(cfg.autoencoder) if cfg.autoencoder else None
+    model = build_model(cfg, captions, ae)
+    if ae is not None:
+        images = _cached_latents(ae, images, Path(cfg.out))  # (N, C, h, w): the UNet's data x_0 is now z_0
+    tokens = model.tokenizer.encode(captions)  # (N, L)
+    null_tokens = model.tokenizer.encode([""])  # (1, L)
+
+    def batch_loss(idx: Tensor, gen: torch.Generator, part: slice) -> Tensor:
+        return _loss(model, images[idx], tokens[idx], null_tokens, cfg.p_uncond, gen, part)
+
+    def export(ema: DiffusionModel, step: int) -> None:
+        save_model(ema, Path(cfg.out) / "model", info={"step": step, "train_config": asdict(cfg)})
+        if cfg.sample_every and (step % cfg.sample_every == 0 or step == cfg.steps):
+            _sample_grid(ema, captions[:16], Path(cfg.out) / f"samples_{step:06d}.png", cfg.seed)
+
+    return model, batch_loss, export
+
+
+def _autoencoder_task(cfg: TrainConfig, images: Tensor, captions: list[str]):
+    """KL autoencoder: loss = L1 reconstruction + kl_weight * KL (`ae_loss`); the exported model
+    carries the latent scale factor estimated on (up to) 2,000 training images."""
+    model = Autoencoder(AutoencoderConfig(kl_weight=cfg.kl_weight, base_channels=cfg.ae_channels))
+
+    def batch_loss(idx: Tensor, gen: torch.Generator, part: slice) -> Tensor:
+        torch.manual_seed(int(torch.randint(0, 2**31, (1,), generator=gen)))  # the posterior sample
+        return ae_loss(model, images[idx][part])[0]
+
+    def export(ema, step: int) -> None:
+        probe = images[torch.linspace(0, len(images) - 1, min(2000, len(images))).long()]
+        ema.scale_factor.fill_(estimate_scale_factor(ema, probe))
+        save_model(ema, Path(cfg.out) / "model", info={"step": step, "train_config": asdict(cfg)})
+
+    return model, batch_loss, export
+
+
+def _classifier_task(cfg: TrainConfig, images: Tensor, captions: list[str]):
+    """The evaluation classifier (`nn.classifiers.ImageClassifier`): CIFAR-10 classes or CelebA caption
+    attributes, cross-entropy / binary cross-entropy on augmented clean images (`training.classifiers`); the
+    export records the held-out accuracy."""
+    if cfg.dataset not in ("cifar10", "celeba"):
+        raise ValueError(f"the classifier task trains on cifar10 or celeba, not {cfg.dataset!r}")
+    x_train = images  # training_data's images: the same train split, already in [-1, 1]
+    y_train = _classifier_targets(cfg, load_dataset(cfg.dataset, "train", root=cfg.data_root,
+                                                    image_size=cfg.image_size))
+    test = load_dataset(cfg.dataset, "test", root=cfg.data_root, image_size=cfg.image_size)
+    x_test, y_test = to_float(test.images), _classifier_targets(cfg, test)
+    labels, kind = ((CIFAR10_CLASSES, "multiclass") if cfg.dataset == "cifar10" else (CELEBA_ATTRIBUTES, "multilabel"))
+    model = ImageClassifier(ImageClassifierConfig(labels, kind, cfg.classifier_width, cfg.image_size, cfg.dataset))
+
+    def batch_loss(idx: Tensor, gen: torch.Generator, part: slice) -> Tensor:
+        x = augment(x_train[idx], gen)
+        return classifier_loss(model, x[part], y_train[idx][part])
+
+    def export(ema, step: int) -> None:
+        acc = accuracy(ema.eval(), x_test, y_test)
+        ema.train()
+        info = {"step": step, "train_config": asdict(cfg), "test_accuracy": acc.tolist(), "labels": list(labels),
+                "n_test": len(x_test)}
+        save_model(ema, Path(cfg.out) / "model", info=info)
+        print(f"\nstep {step}: held-out accuracy {acc.tolist()}")
+
+    return model, batch_loss, export
+
+
+def _classifier_targets(cfg: TrainConfig, ds) -> Tensor:
+    """The labels (N,) of CIFAR-10, or the (N, 8) CELEBA_ATTRIBUTES of CelebA."""
+    if cfg.dataset == "cifar10":
+        return ds.extras["label"]
+    return celeba_targets(ds.extras["attributes"], ds.attribute_names)
+
+
+def _sample_grid(model: DiffusionModel, prompts: list[str], path: Path, seed: int) -> None:
+    x0 = generate(model, prompts, w=3.0, steps=25, seed=seed, progress=False)
+    save_grid(x0, path, titles=prompts, ncol=4)
+
+
