@@ -17,14 +17,16 @@ $(STAMP): requirements.txt pyproject.toml
 demo: $(STAMP)
 	$(PY) -m minidiff demo --out out
 
-test: $(STAMP)
+test: lint
 	$(PY) -m pytest
 
-test-fast: $(STAMP)
+test-fast: lint
 	$(PY) -m pytest -m "not slow"
 
+# ruff, and the layers of docs/architecture.md (import-linter's contract in pyproject.toml)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check minidiff tests benchmarks notebooks
+	$(VENV)/bin/lint-imports
 
 notebooks: $(STAMP)
 	$(VENV)/bin/jupytext --to ipynb notebooks/[0-9]*.py

@@ -58,7 +58,7 @@ def ddim_invert(eps_model: EpsModel, sched: Schedule, x0: Tensor, steps: int = 5
     over one step). Evaluating at the target t (as diffusers' DDIMInverseScheduler and null-text
     inversion do) makes the only approximation the x argument: the round trip is exact for any
     eps-model that does not depend on x, and the model is never asked about t = 0, where it was
-    not trained. The error grows with the step size and with guidance w (see experiments).
+    not trained. The error grows with the step size and with guidance w (`bench.roundtrip`).
 
     x0: (B, ...). `guidance` inverts the classifier-free-guided model.
     `callback` gets {"i", "t_prev", "t", "x_prev", "eps", "x0_pred", "x_t"} after each step:

@@ -28,7 +28,7 @@
 #
 # Every experiment runs on `pretrained.load("shapes")`, a small text-conditional model of $32 \times 32$ scenes whose
 # captions follow a fixed grammar. Because the scenes are procedurally rendered, the *ideal* result of an edit
-# ("red" $\to$ "green") can be rendered exactly, and `shapes_check.check` judges what an image shows: edits are
+# ("red" $\to$ "green") can be rendered exactly, and `datasets.shapes_check.check` judges what an image shows: edits are
 # measured, not eyeballed.
 
 # %% tags=["parameters"]

@@ -58,9 +58,9 @@ from minidiff.p2p import (
     Replace,
     Reweight,
     p2p_sample,
-    refinement_mapper,
     word_maps,
 )
+from minidiff.p2p_alignment import refinement_mapper
 from minidiff.samplers import ddim_sample
 from minidiff.schedule import timesteps
 from minidiff.training import pretrained

@@ -51,3 +51,20 @@ def test_bench_edict_prints_an_exact_edict_round_trip(capsys):
             if line.startswith("| EDICT") or line.startswith("| DDIM")}
     assert float(rows["EDICT (UC)"].split()[0]) < 1e-8
     assert float(rows["DDIM (UC)"].split()[0]) > 1e-3
+
+
+def test_bench_lists_exactly_the_registered_tables_and_each_runs_with_its_own_defaults(capsys):
+    """`bench`'s choices are the registry's names; a table gets its own defaults, overridden by given options
+    (None means not given), and checkpoint 'shapes' unless the table says otherwise."""
+    from minidiff.bench.registry import TABLES
+    from minidiff.bench.tables import BenchCommand
+
+    with pytest.raises(SystemExit):
+        main(["bench", "--help"])
+    usage = capsys.readouterr().out
+    assert "{" + ",".join(TABLES) + "}" in usage
+    seen = []
+    table = BenchCommand("t", "a test table", seen.append, dict(n=5, w=[3.0]))
+    table({"n": None, "w": [1.0, 7.5], "seed": 2})
+    assert seen == [{"checkpoint": "shapes", "n": 5, "w": [1.0, 7.5], "seed": 2}]
+    assert TABLES["quality"].defaults["checkpoint"] == "cifar10"

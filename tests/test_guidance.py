@@ -13,8 +13,10 @@ import torch
 from minidiff.datasets.shapes import shapes_labels
 from minidiff.guidance import (
     Guidance,
+    cfg_eps,
     classifier_free_guidance,
     classifier_guidance,
+    guided,
     ho_salimans_from_w,
     w_from_ho_salimans,
 )
@@ -168,3 +170,30 @@ def test_train_shapes_classifier_runs_end_to_end_and_reports_held_out_accuracy_p
                                                cfg=cfg, n_test=16, progress=False)
     assert len(losses) == 3 and sorted(acc) == [1, 250, 500, 750, 1000]
     assert all(0 <= a <= 1 for a in acc.values()) and clf.head.out_features == 6
+
+
+def test_guidance_is_one_object_and_refuses_what_it_is_not():
+    """`Guidance(null_context, w)` is the one way to ask for CFG: the old tuple, a bare float, a non-finite w or a
+    null context without a batch dimension are refused with a message saying what to write instead."""
+    null = torch.zeros(1, 1, dtype=F64)
+    model = conditional_by_context(SCHED)
+    for bad in ((null, 3.0), 3.0):
+        with pytest.raises(TypeError, match=r"Guidance\(null_context, w\)"):
+            guided(model, bad)
+    for w in (float("nan"), float("inf"), True, "3"):
+        with pytest.raises(ValueError, match="finite number"):
+            Guidance(null, w)
+    with pytest.raises(TypeError, match="null_context"):
+        Guidance(torch.zeros(3), 3.0)
+    assert guided(model, None) is model
+
+
+def test_cfg_eps_is_the_formula_every_guided_path_uses():
+    """cfg_eps(eps_u, eps_c, w) = eps_u + w (eps_c - eps_u), and the wrapped model equals it on its two halves."""
+    x, t = points(seed=4)
+    model, null = conditional_by_context(SCHED), torch.zeros(1, 1, dtype=F64)
+    context = torch.ones(len(x), 1, dtype=F64)
+    eps_u, eps_c = model(x, t, torch.zeros_like(context)), model(x, t, context)
+    torch.testing.assert_close(cfg_eps(eps_u, eps_c, 2.5), eps_u + 2.5 * (eps_c - eps_u), rtol=0, atol=0)
+    torch.testing.assert_close(classifier_free_guidance(model, Guidance(null, 2.5))(x, t, context),
+                               cfg_eps(eps_u, eps_c, 2.5), rtol=1e-12, atol=1e-12)

@@ -10,11 +10,13 @@ import math
 import pytest
 import torch
 
-from minidiff.guidance import Guidance
+from minidiff.guidance import Guidance, cfg_eps
 from minidiff.inversion import ddim_invert, ddim_invert_step, sdedit, sdedit_grid
+from minidiff.null_text import optimize_null
 from minidiff.oracles import gaussian_eps, two_gaussians_eps
 from minidiff.samplers import ddim_sample, ddim_step
-from minidiff.schedule import SPACINGS, Schedule, timesteps
+from minidiff.schedule import SPACINGS, Schedule, t_batch, timesteps
+from tests.test_experiments import CAPTIONS, images, tiny_model
 
 F64 = torch.float64
 SCHEDULES = {"linear": Schedule.linear(1000), "cosine": Schedule.cosine(1000)}
@@ -171,3 +173,24 @@ def test_sdedit_stays_close_to_x0_at_small_t0_as_the_probability_flow_map_predic
         measured.append(d2.mean().item())
         assert abs(d2.mean().item() - exact) < 4 * d2.std().item() / math.sqrt(N) + 0.02 * exact, (t0, d2.mean(), exact)
     assert measured[0] < 5e-3 and all(a < b for a, b in zip(measured, measured[1:], strict=False))
+
+
+def test_null_text_inner_loop_lowers_its_loss_and_stops_at_the_threshold():
+    """Algorithm 1's inner loop (`null_text.optimize_null`) on a tiny random model in float64: the target is the
+    guided step taken with a perturbed null embedding, so a zero loss exists; 20 Adam steps from the encoded ""
+    lower the loss by more than 10x, a threshold above the first loss stops after one iteration, and
+    inner_steps = 0 is refused."""
+    model = tiny_model().double()
+    sched, x = model.schedule, images(2, torch.float64)
+    ctx, null = model.encode_text(CAPTIONS), model.null_context(2)
+    t = t_batch(60, x)
+    with torch.no_grad():
+        eps_c = model(x, t, ctx)
+        target = ddim_step(sched, x, cfg_eps(model(x, t, null + 0.05), eps_c, 3.0), 60, 40)
+        first = (ddim_step(sched, x, cfg_eps(model(x, t, null), eps_c, 3.0), 60, 40) - target).pow(2).flatten(1)
+    _, loss, used = optimize_null(model, sched, x, 60, 40, eps_c, null, target, 3.0, 1e-2, 20, 0.0)
+    assert used == 20 and loss < first.mean(1).max().item() / 10, (loss, first.mean(1).max().item())
+    _, _, used = optimize_null(model, sched, x, 60, 40, eps_c, null, target, 3.0, 1e-2, 20, 1.0)
+    assert used == 1
+    with pytest.raises(ValueError, match="inner_steps"):
+        optimize_null(model, sched, x, 60, 40, eps_c, null, target, 3.0, 1e-2, 0, 0.0)

@@ -23,7 +23,7 @@ LECTURES = sorted(NOTEBOOK_DIR.glob("[0-9]*.py"))
 # display output, as in Jupyter. Setting it explicitly keeps a GUI MPLBACKEND of the caller out.
 KERNEL_ENV = {**os.environ, "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")  # IPython colours its tracebacks
-# Notebooks that read CIFAR-10 / CelebA (directly or through the latent experiments' held-out sets).
+# Notebooks that read CIFAR-10 / CelebA (directly or through `datasets.heldout`).
 DATA_USE = re.compile(r"\bminidiff\.data\b|\bload_dataset\b|\bheldout\b|\bquality_table\b|\bautoencoder_table\b")
 DATA_NOTEBOOKS = [p for p in LECTURES if DATA_USE.search(p.read_text())]
 

@@ -25,13 +25,15 @@ from minidiff.p2p import (
     Refine,
     Replace,
     Reweight,
+    p2p_sample,
+    word_maps,
+)
+from minidiff.p2p_alignment import (
     conditional_rows,
     cross_alphas,
     global_alignment,
-    p2p_sample,
     refinement_mapper,
     window_mask,
-    word_maps,
     word_swap_mapper,
 )
 from minidiff.samplers import ddim_sample

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from minidiff.schedule import SPACINGS, Schedule, timesteps
+from minidiff.schedule import SPACINGS, Schedule, inversion_pairs, per_row, resolve_grid, step_pairs, t_batch, timesteps
 
 
 @pytest.mark.parametrize("spacing", SPACINGS)
@@ -34,3 +34,29 @@ def test_impossible_step_counts_are_rejected_with_a_clear_error(steps):
 def test_unknown_spacing_is_rejected():
     with pytest.raises(ValueError, match="leading"):
         timesteps(1000, 10, "uniform")
+
+
+def test_step_pairs_walk_the_grid_down_and_inversion_pairs_walk_it_back_up():
+    grid = torch.tensor([1000, 700, 300, 299, 1, 0])
+    assert step_pairs(grid) == [(1000, 700), (700, 300), (300, 299), (299, 1), (1, 0)]
+    assert inversion_pairs(grid) == [(0, 1), (1, 299), (299, 300), (300, 700), (700, 1000)]
+    assert inversion_pairs(grid) == [(t_prev, t) for t, t_prev in reversed(step_pairs(grid))]
+
+
+def test_resolve_grid_is_timesteps_or_the_checked_custom_grid():
+    assert torch.equal(resolve_grid(1000, 10, "trailing"), timesteps(1000, 10, "trailing"))
+    custom = torch.tensor([900, 10, 0])
+    assert torch.equal(resolve_grid(1000, 10, "trailing", custom), custom)  # steps and spacing ignored
+    with pytest.raises(ValueError, match="strictly decreasing"):
+        resolve_grid(1000, grid=torch.tensor([10, 900, 0]))
+    with pytest.raises(ValueError, match="at most T = 500"):
+        resolve_grid(500, grid=torch.tensor([900, 0]))
+
+
+def test_t_batch_and_per_row_follow_the_tensor_they_are_for():
+    x = torch.zeros(3, 2, 4, 4, dtype=torch.float64)
+    t = t_batch(7, x)
+    assert t.dtype == torch.long and t.tolist() == [7, 7, 7] and t.device == x.device
+    c = per_row(torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64), x.float())
+    assert c.shape == (3, 1, 1, 1) and c.dtype == torch.float32
+    assert torch.equal((c * x.float())[:, 0, 0, 0], torch.zeros(3))
