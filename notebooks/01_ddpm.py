@@ -30,7 +30,7 @@
 # then use `minidiff`.
 
 # %% tags=["parameters"]
-# FAST = True is the CI-sized run (well under a minute on one CPU core).
+# FAST = True is the CI-sized run (about 40 s in the test suite, 2 threads).
 # FAST = False runs the full-size lecture: more training steps, samples and Monte Carlo draws (about a minute).
 FAST = True
 

@@ -32,7 +32,7 @@
 # As in lecture 1: derive in markdown, re-implement inline, `assert_close` against `minidiff`, then use `minidiff`.
 
 # %% tags=["parameters"]
-# FAST = True is the CI-sized run (well under a minute on one CPU core).
+# FAST = True is the CI-sized run (about 70 s in the test suite, 2 threads).
 # FAST = False runs the full-size lecture: more Monte Carlo draws, samples, training and step counts (minutes).
 FAST = True
 

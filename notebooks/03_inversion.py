@@ -32,7 +32,7 @@
 # measured, not eyeballed.
 
 # %% tags=["parameters"]
-# FAST = True is the CI-sized run (well under a minute on one CPU core): few images, short step grids.
+# FAST = True is the CI-sized run (about 70 s in the test suite, 2 threads): few images, short step grids.
 # FAST = False runs the full-size lecture (more images, t0 values and step counts; several minutes).
 FAST = True
 

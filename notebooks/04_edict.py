@@ -27,7 +27,7 @@
 # 6. Latent models (CIFAR-10, CelebA) and exercises.
 
 # %% tags=["parameters"]
-# FAST = True is the CI-sized run (well under a minute on one CPU core): few images, short grids.
+# FAST = True is the CI-sized run (about 85 s in the test suite, 2 threads): few images, short grids.
 # FAST = False runs the lecture's sizes: 50-step grids, the paper's 50/100/200-step table in float64 (~10 minutes).
 FAST = True
 

@@ -24,7 +24,7 @@ LECTURES = sorted(NOTEBOOK_DIR.glob("[0-9]*.py"))
 KERNEL_ENV = {**os.environ, "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")  # IPython colours its tracebacks
 # Notebooks that read CIFAR-10 / CelebA (directly or through `datasets.heldout`).
-DATA_USE = re.compile(r"\bminidiff\.data\b|\bload_dataset\b|\bheldout\b|\bquality_table\b|\bautoencoder_table\b")
+DATA_USE = re.compile(r"\bload_dataset\b|\bheldout\b|\bquality_table\b|\bautoencoder_table\b|\bmissing\(")
 DATA_NOTEBOOKS = [p for p in LECTURES if DATA_USE.search(p.read_text())]
 
 
@@ -40,10 +40,24 @@ def test_lecture_notebook_has_a_parameters_cell_setting_fast(path):
     assert re.search(r"^FAST\s*=\s*True\b", cell.source, re.M), f"{path.name}: first code cell must set FAST = True"
 
 
-def execute(path: Path, workdir: Path, env: dict[str, str]) -> "nbformat.NotebookNode":
-    """Run the notebook in FAST mode in a fresh kernel; a cell that raises fails the test."""
+def from_first_data_cell(nb) -> "nbformat.NotebookNode":
+    """The notebook's setup code cells (those before its first "## " section heading: parameters, imports) and
+    every cell from its first cell that reads CIFAR-10 / CelebA (`DATA_USE`) to the end: what a missing data set
+    can affect. Cells before that read no data and run in the full test."""
+    heading = next(i for i, c in enumerate(nb.cells)
+                   if c.cell_type == "markdown" and re.search(r"^## ", c.source, re.M))
+    first = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code" and DATA_USE.search(c.source))
+    nb.cells = [c for i, c in enumerate(nb.cells) if (i < heading and c.cell_type == "code") or i >= first]
+    return nb
+
+
+def execute(path: Path, workdir: Path, env: dict[str, str], data_cells_only: bool = False) -> "nbformat.NotebookNode":
+    """Run the notebook in FAST mode in a fresh kernel (only `from_first_data_cell` with data_cells_only);
+    a cell that raises fails the test."""
     nb = jupytext.read(path)
     assert re.search(r"^FAST\s*=\s*True\b", first_code_cell(nb).source, re.M)
+    if data_cells_only:
+        nb = from_first_data_cell(nb)
     client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
                                      resources={"metadata": {"path": str(workdir)}})
     try:
@@ -67,12 +81,15 @@ def test_the_notebooks_that_read_cifar10_or_celeba_are_found():
 @pytest.mark.parametrize("path", DATA_NOTEBOOKS, ids=[p.name for p in DATA_NOTEBOOKS])
 def test_notebook_without_cifar10_or_celeba_skips_those_sections_and_says_why(path, tmp_path):
     """A fresh clone: MINIDIFF_DATA is an empty folder and the ../shared/data lookup is off
-    (MINIDIFF_NO_SHARED). The notebook still runs to the end, and prints which section it skips and why."""
+    (MINIDIFF_NO_SHARED). The notebook still runs to the end, and prints which section it skips and why.
+    Run from its first data-reading cell (after the setup cells): the cells before read no data, and the full
+    notebook runs in `test_lecture_notebook_executes_in_fast_mode` (on a fresh clone, without the data)."""
     from minidiff.training import pretrained
 
     empty = tmp_path / "no_data"
     empty.mkdir()
-    nb = execute(path, tmp_path, {**KERNEL_ENV, "MINIDIFF_DATA": str(empty), "MINIDIFF_NO_SHARED": "1"})
+    nb = execute(path, tmp_path, {**KERNEL_ENV, "MINIDIFF_DATA": str(empty), "MINIDIFF_NO_SHARED": "1"},
+                 data_cells_only=True)
     printed = "".join(out.get("text", "") for cell in nb.cells if cell.cell_type == "code"
                       for out in cell.outputs if out.output_type == "stream")
     assert re.search(r"skipping §\d", printed), f"{path.name} printed no skip notice:\n{printed[-2000:]}"
