@@ -3,66 +3,126 @@
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
 from dataclasses import MISSING, fields
 from pathlib import Path
 
 import torch
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pdf", ".svg")
+ERRORS = (ValueError, TypeError, OSError, RuntimeError)  # what a user's input can cause: one line, exit 2
+
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a subcommand. Errors print one line, `minidiff: error: ...`, and return 2 (argparse's convention);
+    --debug (or MINIDIFF_DEBUG=1) shows the traceback instead."""
     ap = argparse.ArgumentParser(prog="python -m minidiff", description=__doc__)
+    ap.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     sub = ap.add_subparsers(dest="cmd", required=True)
     for add in (_demo_parser, _train_parser, _sample_parser, _export_parser, _bench_parser, _classifier_parser):
         add(sub)
     a = ap.parse_args(argv)
-    return a.run(a)
+    try:
+        return a.func(a)
+    except ERRORS as e:
+        if a.debug or os.environ.get("MINIDIFF_DEBUG", "") not in ("", "0"):
+            raise
+        print(f"minidiff: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+
+
+# ---- argument types: checked while parsing, before any work --------------------------------------------
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
+    return value
+
+
+def nonnegative_float(text: str) -> float:
+    value = float(text)
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
+    return value
+
+
+def grad_clip(text: str) -> float | None:
+    return None if text.lower() in ("off", "none") else float(text)
+
+
+def writable_folder(text: str) -> Path:
+    """A folder that exists or can be made, and can be written to."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} exists and is not a folder")
+    parent = next(p for p in (path, *path.parents) if p.exists())
+    if not os.access(parent, os.W_OK):
+        raise argparse.ArgumentTypeError(f"cannot write into {parent} (no permission)")
+    return path
+
+
+def image_file(text: str) -> Path:
+    """An image path to write: a known suffix, not a folder, in a writable folder."""
+    path = Path(text)
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        raise argparse.ArgumentTypeError(f"expected an image file name ending in {', '.join(IMAGE_SUFFIXES)}, "
+                                         f"got {text}")
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder; give a file name such as {path / 'samples.png'}")
+    writable_folder(str(path.parent))
+    return path
 
 
 # ---- parsers ----------------------------------------------------------------------------------------
 
 def _demo_parser(sub) -> None:
     d = sub.add_parser("demo", help="the offline showcase: figures in --out")
-    d.add_argument("--out", default="out")
+    d.add_argument("--out", type=writable_folder, default="out")
     d.add_argument("--fast", action="store_true", help="fewer training steps and samples")
-    d.set_defaults(run=_demo)
+    d.set_defaults(func=_demo)
 
 
 def _train_parser(sub) -> None:
     from .training.loop import TrainConfig
 
+    types = {"int": int, "float": float, "str": str}
     p = sub.add_parser("train", help="train a text-conditional diffusion model (resumes from --out)",
                        description="Train with L_simple; checkpoints every --ckpt-every steps to --out; "
                                    "re-running the same command resumes exactly. Under torchrun, data parallel.")
     for f in fields(TrainConfig):
         default = f.default if f.default is not MISSING else None
-        typ = {"int": int, "float": float, "str": str}.get(str(f.type).split(" ")[0], str)
+        typ = grad_clip if f.name == "grad_clip" else types.get(str(f.type).split(" ")[0], str)
         p.add_argument(f"--{f.name.replace('_', '-')}", type=typ, default=default, help=f"(default: {default})")
     p.add_argument("--no-resume", action="store_true", help="start from scratch even if --out has a state")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.set_defaults(run=_train)
+    p.set_defaults(func=_train)
 
 
 def _sample_parser(sub) -> None:
     s = sub.add_parser("sample", help="sample a prompt with a checkpoint and save an image grid")
     s.add_argument("--checkpoint", default="shapes", help="shipped name or path to NAME.json")
     s.add_argument("--prompt", required=True, help='e.g. "a red circle on the left on a gray background"')
-    s.add_argument("--n", type=int, default=8)
-    s.add_argument("--steps", type=int, default=50)
-    s.add_argument("--eta", type=float, default=0.0)
-    s.add_argument("--w", type=float, default=3.0, help="classifier-free guidance scale w (1 = conditional only)")
+    s.add_argument("--n", type=positive_int, default=8)
+    s.add_argument("--steps", type=positive_int, default=50)
+    s.add_argument("--eta", type=nonnegative_float, default=0.0)
+    s.add_argument("--w", type=nonnegative_float, default=3.0,
+                   help="classifier-free guidance scale w (1 = conditional only)")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--out", default="out/samples.png")
-    s.set_defaults(run=_sample)
+    s.add_argument("--out", type=image_file, default="out/samples.png")
+    s.set_defaults(func=_sample)
 
 
 def _export_parser(sub) -> None:
-    e = sub.add_parser("export", help="export a run's EMA model as a shippable checkpoint")
-    e.add_argument("--run", required=True)
-    e.add_argument("--to", required=True, help="destination stem, e.g. data/shapes")
+    e = sub.add_parser("export", help="export a run's EMA model (from its training state) as a checkpoint")
+    e.add_argument("--run", required=True, help="the run folder (the train command's --out)")
+    e.add_argument("--to", required=True, help="the checkpoint to write, e.g. data/shapes (.safetensors is added)")
     e.add_argument("--dtype", default="float16", choices=["float16", "float32"])
-    e.add_argument("--command", default="", help="the training command, recorded in the JSON")
-    e.set_defaults(run=_export)
+    e.add_argument("--command", default="", help="the training command, recorded in the checkpoint")
+    e.add_argument("--force", action="store_true", help="replace an existing checkpoint")
+    e.set_defaults(func=_export)
 
 
 def _bench_parser(sub) -> None:
@@ -73,29 +133,31 @@ def _bench_parser(sub) -> None:
                        ". Options left out take the table's own defaults.")
     b.add_argument("what", choices=list(TABLES))
     b.add_argument("--checkpoint", default=None, help="shipped name or path (default: shapes; quality: cifar10)")
-    b.add_argument("--n", type=int, default=None, help="number of prompts / images (a default per table)")
-    b.add_argument("--w", type=float, nargs="+", default=None, help="classifier-free guidance scale(s) w")
-    b.add_argument("--steps", type=int, nargs="+", default=None, help="DDIM step count(s)")
+    b.add_argument("--n", type=positive_int, default=None, help="number of prompts / images (a default per table)")
+    b.add_argument("--w", type=nonnegative_float, nargs="+", default=None, help="classifier-free guidance scale(s) w")
+    b.add_argument("--steps", type=positive_int, nargs="+", default=None, help="DDIM step count(s)")
     b.add_argument("--classifier", default=None,
                    help="classifier-guidance: the noisy classifier; quality: the evaluation classifier")
-    b.add_argument("--scales", type=float, nargs="+", default=None, help="classifier-guidance scales s")
+    b.add_argument("--scales", type=nonnegative_float, nargs="+", default=None, help="classifier-guidance scales s")
     b.add_argument("--prompt", default="a red circle on the left on a gray background")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--float64", action="store_true", help="edict: run model and images in float64")
-    b.add_argument("--edict-steps", type=int, default=None, help="edit: EDICT's steps (default max(steps, 50))")
-    b.add_argument("--out", default="out")
-    b.set_defaults(run=_bench)
+    b.add_argument("--edict-steps", type=positive_int, default=None,
+                   help="edit: EDICT's steps (default max(steps, 50))")
+    b.add_argument("--out", type=writable_folder, default="out")
+    b.set_defaults(func=_bench)
 
 
 def _classifier_parser(sub) -> None:
     c = sub.add_parser("train-classifier", help="train the noise-conditional shapes classifier for classifier guidance")
     c.add_argument("--checkpoint", default="shapes", help="the diffusion model whose schedule the classifier uses")
     c.add_argument("--kind", default="background", choices=["background", "colour"])
-    c.add_argument("--n", type=int, default=20_000)
-    c.add_argument("--steps", type=int, default=3000)
+    c.add_argument("--n", type=positive_int, default=20_000)
+    c.add_argument("--steps", type=positive_int, default=3000)
     c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--to", default="data/shapes_classifier")
-    c.set_defaults(run=_train_classifier)
+    c.add_argument("--to", default=None, help="the checkpoint to write (default: the shipped shapes_classifier)")
+    c.add_argument("--force", action="store_true", help="replace an existing checkpoint")
+    c.set_defaults(func=_train_classifier)
 
 
 # ---- commands -----------------------------------------------------------------------------------------
@@ -113,7 +175,7 @@ def _train(a) -> int:
 
     if a.threads:
         torch.set_num_threads(a.threads)
-    opts = {k: v for k, v in vars(a).items() if k not in ("cmd", "run", "no_resume", "threads")}
+    opts = {k: v for k, v in vars(a).items() if k not in ("cmd", "func", "no_resume", "threads", "debug")}
     print(f"run folder: {train(config_from_args(**opts), resume=not a.no_resume)}")
     return 0
 
@@ -123,24 +185,27 @@ def _sample(a) -> int:
     from .training import pretrained
     from .viz import save_grid
 
-    x0 = generate(pretrained.load(a.checkpoint), [a.prompt] * a.n, a.w, a.steps, a.seed, eta=a.eta)
+    x0 = generate(pretrained.load(a.checkpoint, kind="DiffusionModel"), [a.prompt] * a.n, a.w, a.steps, a.seed,
+                  eta=a.eta)
+    outside = (x0.abs() > 1).float().mean().item()
+    if outside > 0.01:
+        print(f"warning: {100 * outside:.0f}% of the pixel values fell outside [-1, 1] and are clipped in the saved "
+              f"image (w = {a.w:g}; the shipped models sample well at w = 1-5)", file=sys.stderr)
     print(f"saved {save_grid(x0, a.out, titles=[a.prompt] * a.n, ncol=min(a.n, 8))}")
     return 0
 
 
 def _export(a) -> int:
-    from .training.checkpoint import load_model, save_model
+    from .training.tasks import export_run
 
-    model = load_model(f"{a.run}/model")
-    info = {**model.info, "command": a.command}
-    print(f"saved {save_model(model, a.to, dtype=getattr(torch, a.dtype), info=info)}")
+    print(f"saved {export_run(a.run, a.to, dtype=getattr(torch, a.dtype), command=a.command, force=a.force)}")
     return 0
 
 
 def _bench(a) -> int:
     from .bench.registry import TABLES
 
-    options = {k: v for k, v in vars(a).items() if k not in ("cmd", "run", "what")}
+    options = {k: v for k, v in vars(a).items() if k not in ("cmd", "func", "what", "debug")}
     Path(a.out).mkdir(parents=True, exist_ok=True)
     TABLES[a.what](options)
     return 0
@@ -149,14 +214,17 @@ def _bench(a) -> int:
 def _train_classifier(a) -> int:
     from .datasets.shapes import shapes_labels
     from .training import pretrained
-    from .training.checkpoint import save_model
+    from .training.checkpoint import checkpoint_path, save_model
     from .training.classifiers import train_shapes_classifier
 
-    sched = pretrained.load(a.checkpoint).schedule
+    to = a.to or pretrained.checkpoint_dir() / "shapes_classifier"
+    if checkpoint_path(to).exists() and not a.force:  # before training, not after
+        raise FileExistsError(f"{checkpoint_path(to)} already exists; pass --force to replace it, or --to elsewhere")
+    sched = pretrained.load(a.checkpoint, kind="DiffusionModel").schedule
     clf, losses, accuracy = train_shapes_classifier(sched, a.kind, n=a.n, steps=a.steps, seed=a.seed)
     print("held-out accuracy by timestep: " + ", ".join(f"t={t}: {acc:.3f}" for t, acc in accuracy.items()))
     info = {"labels": shapes_labels([], a.kind)[1], "kind": a.kind, "schedule": sched.spec, "steps": a.steps,
             "final_loss": losses[-1], "heldout_accuracy": {str(t): acc for t, acc in accuracy.items()},
             "command": "python -m minidiff train-classifier " + " ".join(sys.argv[2:])}
-    print(f"saved {save_model(clf, a.to, info=info)}")
+    print(f"saved {save_model(clf, to, info=info, force=a.force)}")
     return 0

@@ -40,6 +40,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from .checks import check_data
 from .gaussian import predict_x0
 from .guidance import Guidance, guided
 from .protocols import EpsModel
@@ -84,6 +85,14 @@ def _step_setup(sched: Schedule, x: Tensor, t: int | Tensor, t_prev: int | Tenso
 def _check_first(first: str) -> None:
     if first not in ("x", "y"):
         raise ValueError(f"first must be 'x' or 'y' (the sequence the coupled step updates first), got {first!r}")
+
+
+def _finite(x: Tensor, y: Tensor, what: str, p: float) -> tuple[Tensor, Tensor]:
+    """(x, y), after checking that EDICT did not blow up: the inverse mixing layer divides by p at every step."""
+    if not (x.isfinite().all() and y.isfinite().all()):
+        raise ValueError(f"EDICT {what} diverged to NaN/inf with p = {p}: each inverse mixing layer divides by p, so "
+                         f"a small p amplifies round-off exponentially; use p near 0.93, fewer steps or float64")
+    return x, y
 
 
 def first_updated(i: int, leapfrog: bool = True) -> str:
@@ -183,7 +192,7 @@ def edict_sample(eps_model: EpsModel, sched: Schedule, x_T: Tensor, y_T: Tensor 
             callback({"i": i, "t": t, "t_prev": t_prev, "first": first, "x_t": x, "y_t": y, **trace,
                       "x_prev": x_prev, "y_prev": y_prev, "x0_pred": predict_x0(sched, v, t_batch(t, v), eps_v)})
         x, y = x_prev, y_prev
-    return x, y
+    return _finite(x, y, "sampling", p)
 
 
 @torch.no_grad()
@@ -203,6 +212,8 @@ def edict_invert(eps_model: EpsModel, sched: Schedule, x0: Tensor, y0: Tensor | 
     _check_p(p)
     x, y = x0, (x0 if y0 is None else y0)
     _check_pair(x, y, "x0 and y0")
+    check_data(x, "x0")
+    check_data(y, "y0")
     model, pairs = guided(eps_model, guidance), inversion_pairs(grid)
     for k, (t_prev, t) in enumerate(tqdm(pairs, disable=not progress, desc="EDICT inversion")):
         trace: dict = {}
@@ -212,7 +223,7 @@ def edict_invert(eps_model: EpsModel, sched: Schedule, x0: Tensor, y0: Tensor | 
             callback({"i": k, "t_prev": t_prev, "t": t, "first": first, "x_prev": x, "y_prev": y, **trace,
                       "x_t": x_t, "y_t": y_t})
         x, y = x_t, y_t
-    return x, y
+    return _finite(x, y, "inversion", p)
 
 
 def edit_grid(T: int, steps: int = 50, strength: float = 0.8, spacing: str = "leading") -> Tensor:

@@ -76,6 +76,9 @@ def classifier_free_guidance(eps_model: EpsModel, guidance: Guidance) -> EpsMode
     def guided_eps(x_t: Tensor, t: Tensor, context: Tensor | None) -> Tensor:
         if context is None:
             raise ValueError("classifier-free guidance needs a conditional context, got None")
+        if null_context.shape[1:] != context.shape[1:] or null_context.shape[0] not in (1, context.shape[0]):
+            raise ValueError(f"the null context {tuple(null_context.shape)} does not fit the context "
+                             f"{tuple(context.shape)}: expected (1 or {context.shape[0]}, *{tuple(context.shape[1:])})")
         null = null_context.expand(context.shape[0], *null_context.shape[1:]).to(context)
         eps_u, eps_c = eps_model(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([null, context])).chunk(2)
         return cfg_eps(eps_u, eps_c, w)

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from .checks import check_data
 from .gaussian import q_sample
 from .guidance import Guidance, guided
 from .protocols import EpsModel
@@ -64,6 +65,7 @@ def ddim_invert(eps_model: EpsModel, sched: Schedule, x0: Tensor, steps: int = 5
     `callback` gets {"i", "t_prev", "t", "x_prev", "eps", "x0_pred", "x_t"} after each step:
     the inversion trajectory. Returns x_T (B, ...) at t = grid[0].
     """
+    check_data(x0, "x0")
     grid = resolve_grid(sched.T, steps, spacing, grid)
     model, x = guided(eps_model, guidance), x0
     for i, (t_prev, t_int) in enumerate(tqdm(inversion_pairs(grid), disable=not progress, desc="DDIM inversion")):
@@ -105,6 +107,7 @@ def sdedit(eps_model: EpsModel, sched: Schedule, x0: Tensor, t0: int, steps: int
     noise of eta > 0, with n_steps = len(sdedit_grid(...)) - 1; `guidance` guides the denoising.
     Returns x_0' (B, ...).
     """
+    check_data(x0, "x0")
     grid = sdedit_grid(sched.T, t0, steps, spacing)
     if eps is None:
         eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)

@@ -33,6 +33,16 @@ def _check_pair(x: Tensor, y: Tensor) -> None:
             raise ValueError(f"{name} contains NaN or inf")
 
 
+def _check_range(x: Tensor, y: Tensor, data_range: float) -> None:
+    """With the default data range 2, images are in [-1, 1]. Model outputs may overshoot it (they are scored as they
+    are, unclipped, however far), but non-negative values beyond 10 are another convention: 8-bit pixel values."""
+    for name, v in (("x", x), ("y", y)):
+        if data_range == DATA_RANGE and v.numel() and v.min().item() >= 0 and v.max().item() > 10:
+            raise ValueError(f"{name} has values in [{v.min().item():.4g}, {v.max().item():.4g}]: these metrics take "
+                             "images in [-1, 1] (data range 2); convert 8-bit images with x / 127.5 - 1, or pass "
+                             "data_range for another convention")
+
+
 def mse(x: Tensor, y: Tensor, mask: Tensor | None = None) -> Tensor:
     """Mean squared error per image (B,), over all values or over the pixels where mask (B, 1, H, W) is 1."""
     _check_pair(x, y)
@@ -45,6 +55,8 @@ def mse(x: Tensor, y: Tensor, mask: Tensor | None = None) -> Tensor:
 
 def psnr(x: Tensor, y: Tensor, mask: Tensor | None = None, data_range: float = DATA_RANGE) -> Tensor:
     """PSNR in dB per image (B,): 10 log10(range^2 / MSE); inf for identical images."""
+    _check_pair(x, y)
+    _check_range(x, y, data_range)
     return 10 * torch.log10(data_range**2 / mse(x, y, mask))
 
 
@@ -65,6 +77,7 @@ def gaussian_window(size: int = 11, sigma: float = 1.5) -> Tensor:
 def ssim_map(x: Tensor, y: Tensor, data_range: float = DATA_RANGE, size: int = 11, sigma: float = 1.5) -> Tensor:
     """Per-pixel SSIM, averaged over channels: (B, 1, H - size + 1, W - size + 1), float64."""
     _check_pair(x, y)
+    _check_range(x, y, data_range)
     if min(x.shape[-2:]) < size:
         raise ValueError(f"images must be at least {size}x{size} for an {size}x{size} SSIM window, "
                          f"got {tuple(x.shape)}")

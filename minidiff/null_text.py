@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from .checks import check_data
 from .guidance import Guidance, cfg_eps
 from .inversion import ddim_invert
 from .protocols import EpsModel
@@ -97,6 +98,7 @@ def null_text_invert(eps_model: EpsModel, sched: Schedule, x0: Tensor, context: 
     own embedding; the early stop waits for the slowest image. The model's weights are not trained; gradients are
     enabled inside, so it may be called under `torch.no_grad()`.
     """
+    check_data(x0, "x0")
     grid = resolve_grid(sched.T, steps, spacing, grid)
     S, B, w = len(grid) - 1, x0.shape[0], guidance.w
     trajectory: list[Tensor] = [x0]

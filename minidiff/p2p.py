@@ -44,6 +44,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .attention_control import AttentionController, AttentionInfo, attention_control
+from .checks import check_number
 from .guidance import Guidance, cfg_eps
 from .p2p_alignment import (
     Window,
@@ -303,6 +304,7 @@ class Reweight(AttentionEdit):
         super().__init__(tokenizer, sources, targets, grid, **kwargs)
         self.equalizer = torch.ones(self.G, tokenizer.max_len)  # (G, L)
         for word, c in weights.items():
+            check_number(c, f"the re-weighting factor of {word!r}", lo=0)
             for g, idx in enumerate(word_columns(tokenizer, self.targets, word, "re-weighting")):
                 self.equalizer[g, idx] = float(c)
         if base_edit is not None and base_edit.prompts != self.prompts:

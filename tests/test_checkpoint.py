@@ -1,9 +1,12 @@
 """Checkpoints: exact round trip, and clear refusals of corrupt, mismatched or missing files."""
 
+import hashlib
 import json
 
 import pytest
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from minidiff.nn.diffusion_model import DiffusionModel
 from minidiff.nn.text import TextEncoderConfig, Tokenizer
@@ -64,25 +67,52 @@ def test_a_corrupt_weights_file_is_refused(tmp_path):
         load_model(tmp_path / "m", verify=False)
 
 
+def legacy_pair(model, stem) -> None:
+    """A first-format checkpoint: STEM.safetensors (weights only) + STEM.json (config, the file's sha256)."""
+    st = stem.with_suffix(".safetensors")
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(st))
+    meta = {"format": "minidiff-model/1", "kind": "DiffusionModel", "config": model.config(), "dtype": "float32",
+            "sha256": hashlib.sha256(st.read_bytes()).hexdigest(), "info": {}}
+    stem.with_suffix(".json").write_text(json.dumps(meta))
+
+
 def test_weights_of_another_architecture_are_refused_with_a_clear_error(tmp_path):
-    save_model(tiny_model(base=8), tmp_path / "small")
-    save_model(tiny_model(base=12), tmp_path / "big")
+    """Weights that do not fit their config are refused: by the hash, and (unverified) by the shapes. In the
+    one-file format that means a header edited to another architecture; in the first format (two files) a
+    weights file swapped for another checkpoint's."""
+    legacy_pair(tiny_model(base=8), tmp_path / "small")
+    legacy_pair(tiny_model(base=12), tmp_path / "big")
     (tmp_path / "small.safetensors").write_bytes((tmp_path / "big.safetensors").read_bytes())
     with pytest.raises(ValueError, match="sha256"):
         load_model(tmp_path / "small")
-    with pytest.raises(ValueError, match="does not fit the architecture"):
+    with pytest.raises(ValueError, match="do not fit the architecture"):
         load_model(tmp_path / "small", verify=False)
+    save_model(tiny_model(base=8), tmp_path / "one")
+    with safe_open(str(tmp_path / "one.safetensors"), framework="pt") as f:
+        meta, tensors = json.loads(f.metadata()["minidiff"]), {k: f.get_tensor(k) for k in f.keys()}
+    meta["config"]["unet"]["base_channels"] = 12
+    save_file(tensors, str(tmp_path / "one.safetensors"), metadata={"minidiff": json.dumps(meta)})
+    with pytest.raises(ValueError, match="sha256"):
+        load_model(tmp_path / "one")
+    with pytest.raises(ValueError, match="do not fit the architecture"):
+        load_model(tmp_path / "one", verify=False)
 
 
 def test_missing_files_and_unknown_formats_say_what_was_expected(tmp_path):
-    with pytest.raises(FileNotFoundError, match="json \\+ "):
+    with pytest.raises(FileNotFoundError, match="nothing.safetensors is missing"):
         load_model(tmp_path / "nothing")
-    save_model(tiny_model(), tmp_path / "m")
+    legacy_pair(tiny_model(), tmp_path / "m")
     meta = json.loads((tmp_path / "m.json").read_text())
     meta["format"] = "something-else/9"
     (tmp_path / "m.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="expected 'minidiff-model/1'"):
         load_model(tmp_path / "m")
+    save_model(tiny_model(), tmp_path / "n")
+    with safe_open(str(tmp_path / "n.safetensors"), framework="pt") as f:
+        meta, tensors = json.loads(f.metadata()["minidiff"]), {k: f.get_tensor(k) for k in f.keys()}
+    save_file(tensors, str(tmp_path / "n.safetensors"), metadata={"minidiff": json.dumps({**meta, "format": "x/9"})})
+    with pytest.raises(ValueError, match="expected 'minidiff-model/2'"):
+        load_model(tmp_path / "n")
     with pytest.raises(ValueError, match="no shipped checkpoint named 'nope'"):
         pretrained.load("nope")
 

@@ -27,15 +27,21 @@ def test_module_docstring_names_exactly_the_subcommands(capsys):
     assert commands in cli.__doc__, (commands, cli.__doc__)
 
 
-def test_sample_writes_a_grid_and_rejects_unknown_words(tmp_path):
+def test_sample_writes_a_grid_and_rejects_unknown_words(tmp_path, capsys):
     save_model(tiny_model(), tmp_path / "m")
     out = tmp_path / "grid.png"
     assert main(["sample", "--checkpoint", str(tmp_path / "m.json"), "--prompt", "a red circle", "--n", "2",
                  "--steps", "3", "--out", str(out)]) == 0
     assert out.stat().st_size > 1000
-    with pytest.raises(ValueError, match="zebra"):
-        main(["sample", "--checkpoint", str(tmp_path / "m.json"), "--prompt", "a zebra", "--n", "1", "--steps", "2",
-              "--out", str(out)])
+    capsys.readouterr()
+    assert main(["sample", "--checkpoint", str(tmp_path / "m.json"), "--prompt", "a zebra", "--n", "1", "--steps",
+                 "2", "--out", str(out)]) == 2  # one-line error, argparse's exit code
+    err = capsys.readouterr().err  # (tqdm's progress bar also writes to stderr)
+    ours = [line for line in err.splitlines() if line.startswith("minidiff:")]
+    assert len(ours) == 1 and ours[0].startswith("minidiff: error:") and "zebra" in ours[0] and "Traceback" not in err
+    with pytest.raises(ValueError, match="zebra"):  # --debug: the exception itself
+        main(["--debug", "sample", "--checkpoint", str(tmp_path / "m.json"), "--prompt", "a zebra", "--n", "1",
+              "--steps", "2", "--out", str(out)])
 
 
 def test_bench_edict_prints_an_exact_edict_round_trip(capsys):

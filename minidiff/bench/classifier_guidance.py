@@ -8,8 +8,7 @@ from ..datasets.shapes_check import background_of
 from ..guidance import classifier_guidance
 from ..samplers import ddim_sample
 from ..training import pretrained
-from ..training.checkpoint import load_model
-from .tables import BenchCommand, print_table
+from .tables import BenchCommand, diffusion_model, print_table
 
 
 @torch.no_grad()
@@ -37,7 +36,8 @@ def classifier_guidance_table(model, classifier, label_names: list[str], scales:
 
 
 def _cli(o: dict) -> list[dict]:
-    model, clf = pretrained.load(o["checkpoint"]), load_model(o["classifier"])
+    model = diffusion_model(o)
+    clf = pretrained.load(o["classifier"], kind="NoisyClassifier")
     if clf.info.get("kind") != "background":
         raise ValueError(f"{o['classifier']} predicts {clf.info.get('kind')!r}; this table needs a background "
                          "classifier")
@@ -46,5 +46,5 @@ def _cli(o: dict) -> list[dict]:
 
 
 CLASSIFIER_GUIDANCE = BenchCommand("classifier-guidance", "background hit rate vs classifier-guidance scale", _cli,
-                                   dict(n=64, steps=[50], classifier="data/shapes_classifier",
+                                   dict(n=64, steps=[50], classifier="shapes_classifier",
                                         scales=[0.0, 1.0, 3.0, 10.0]))

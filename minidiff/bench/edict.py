@@ -20,8 +20,7 @@ from ..edict import edict_invert, edict_sample
 from ..guidance import Guidance
 from ..inversion import ddim_invert
 from ..samplers import ddim_sample
-from ..training import pretrained
-from .tables import BenchCommand, model_heldout, print_table, reconstruction_mse, standard_error
+from .tables import BenchCommand, diffusion_model, model_heldout, print_table, reconstruction_mse, standard_error
 
 # MSE on [-1, 1] pixels, per step count (the autoencoder and EDICT rows do not depend on it)
 EDICT_PAPER_TABLE1 = {
@@ -132,7 +131,7 @@ def _print(rows: list[dict], steps_list: tuple[int, ...], n: int, w: float, p: f
 
 
 def _cli(o: dict) -> list[dict]:
-    model = pretrained.load(o["checkpoint"])
+    model = diffusion_model(o)
     images, captions = model_heldout(model, o["n"], o["seed"])
     dtype = torch.float64 if o.get("float64") else torch.float32
     ae = model.autoencoder.to(dtype) if model.latent else None

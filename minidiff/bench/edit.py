@@ -44,9 +44,8 @@ from ..null_text import null_text_invert
 from ..p2p import LocalBlend, Replace, p2p_sample
 from ..samplers import ddim_sample
 from ..schedule import timesteps
-from ..training import pretrained
 from ..viz import save_grid
-from .tables import BenchCommand, print_table
+from .tables import BenchCommand, diffusion_model, print_table
 
 EDIT_KINDS = ("colour", "shape", "background")
 EDICT_MIN_STEPS = 50
@@ -233,7 +232,7 @@ def _figure(cases: EditCases, results: dict[str, tuple[Tensor, float]], path: st
 
 
 EDIT = BenchCommand("edit", "the ground-truth edit benchmark (SDEdit, DDIM/null-text inversion + P2P, EDICT)",
-                    lambda o: edit_benchmark(pretrained.load(o["checkpoint"]), n=o["n"], w=o["w"][0],
+                    lambda o: edit_benchmark(diffusion_model(o), n=o["n"], w=o["w"][0],
                                              steps=o["steps"][0], seed=o["seed"],
                                              figure=str(Path(o["out"]) / "edit_benchmark.png"),
                                              edict_steps=o.get("edict_steps")),

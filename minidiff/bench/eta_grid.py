@@ -9,9 +9,8 @@ import torch
 
 from ..guidance import Guidance
 from ..samplers import ddim_sample
-from ..training import pretrained
 from ..viz import to_numpy_image
-from .tables import BenchCommand, reconstruction_mse
+from .tables import BenchCommand, diffusion_model, reconstruction_mse
 
 
 @torch.no_grad()
@@ -53,7 +52,7 @@ def _figure(samples: dict, etas: tuple[float, ...], steps: tuple[int, ...], titl
 
 
 def _cli(o: dict) -> list[dict]:
-    return eta_steps_grid(pretrained.load(o["checkpoint"]), o["prompt"], steps=tuple(o["steps"]), seed=o["seed"],
+    return eta_steps_grid(diffusion_model(o), o["prompt"], steps=tuple(o["steps"]), seed=o["seed"],
                           w=o["w"][0], path=Path(o["out"]) / "eta_steps_grid.png")
 
 

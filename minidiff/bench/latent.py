@@ -40,7 +40,7 @@ def autoencoder_table(names: tuple[str, ...] = ("cifar10_ae", "celeba_ae"), n: i
         if not pretrained.available(name):
             print(f"{name}: not in {pretrained.checkpoint_dir()}; skipped")
             continue
-        ae = pretrained.load(name)
+        ae = pretrained.load(name, kind="Autoencoder")
         dataset = ae.info.get("train_config", {}).get("dataset", name.removesuffix("_ae"))
         size = ae.info.get("train_config", {}).get("image_size", 32)
         x, _ = heldout(dataset, n, size)
@@ -72,10 +72,21 @@ def conditional_accuracy(clf, x: Tensor, captions: list[str]) -> float:
     return hits / total
 
 
+def _model_and_judge(checkpoint: str, classifier: str):
+    """The latent model and its data set's evaluation classifier, or a clear error for any other pair."""
+    model = pretrained.load(checkpoint, kind="DiffusionModel")
+    clf = pretrained.load(classifier, kind="ImageClassifier")
+    dataset = model.data.get("name")
+    if dataset not in ("cifar10", "celeba") or clf.cfg.dataset != dataset:
+        raise ValueError(f"the quality table judges a CIFAR-10 or CelebA model with that data set's classifier; got "
+                         f"{checkpoint!r} (trained on {dataset}) and {classifier!r} (for {clf.cfg.dataset})")
+    return model, clf
+
+
 def quality_table(checkpoint: str, classifier: str, n: int = 500, w: float = 3.0, steps: int = 25,
                   seed: int = 0) -> list[dict]:
     """Classifier accuracy, classifier-FID and classifier-KID of samples vs the held-out set (see module doc)."""
-    model, clf = pretrained.load(checkpoint), pretrained.load(classifier)
+    model, clf = _model_and_judge(checkpoint, classifier)
     dataset = model.data["name"]
     x_test, captions = heldout(dataset, n, model.data["image_size"])
     f_test = features(clf, x_test)

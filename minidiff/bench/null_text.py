@@ -12,8 +12,7 @@ from ..inversion import ddim_invert
 from ..metrics import psnr
 from ..null_text import null_text_invert, null_text_sample
 from ..samplers import ddim_sample
-from ..training import pretrained
-from .tables import BenchCommand, print_table
+from .tables import BenchCommand, diffusion_model, print_table
 
 
 def null_text_table(model, n: int = 16, ws: tuple[float, ...] = (3.0, 7.5), steps: int = 50,
@@ -46,6 +45,6 @@ def null_text_table(model, n: int = 16, ws: tuple[float, ...] = (3.0, 7.5), step
 
 
 NULL_TEXT = BenchCommand("null-text", "reconstruction PSNR of DDIM vs null-text inversion under guidance",
-                         lambda o: null_text_table(pretrained.load(o["checkpoint"]), n=o["n"], ws=tuple(o["w"]),
+                         lambda o: null_text_table(diffusion_model(o), n=o["n"], ws=tuple(o["w"]),
                                                    steps=o["steps"][0], seed=o["seed"]),
                          dict(n=16, w=[3.0, 7.5], steps=[50]))

@@ -26,7 +26,7 @@ def prompt_accuracy_table(checkpoint: str = "shapes", n: int = 200, ws: tuple[fl
                           steps: int = 50, seed: int = 0, figure: str | Path | None = None) -> list[dict]:
     """Print (and return) the prompt-accuracy table for each guidance scale in `ws`; save a figure of the first
     32 samples per w."""
-    model = pretrained.load(checkpoint)
+    model = pretrained.load(checkpoint, kind="DiffusionModel")
     renders, prompts = heldout("shapes", n, seed=seed)
     rows = [{"row": "exact renders (checker ceiling)", **check_batch(renders, prompts)}]
     for w in ws:

@@ -19,8 +19,7 @@ from torch import Tensor
 from ..guidance import Guidance
 from ..inversion import ddim_invert
 from ..samplers import ddim_sample
-from ..training import pretrained
-from .tables import BenchCommand, model_heldout, print_table, reconstruction_mse, standard_error
+from .tables import BenchCommand, diffusion_model, model_heldout, print_table, reconstruction_mse, standard_error
 
 # DDIM paper, sec. 5.4 (reconstruction from x_T on the CIFAR-10 test set, per-dimension MSE, pixels in [0, 1])
 DDIM_PAPER_CIFAR10 = {10: 0.014, 20: 0.0065, 50: 0.0023, 100: 0.0009, 200: 0.0004, 500: 0.0001, 1000: 0.0001}
@@ -101,13 +100,13 @@ def cfg_inversion_table(model, images: Tensor, captions: list[str], ws: tuple[fl
 
 
 def _roundtrip_cli(o: dict) -> list[dict]:
-    model = pretrained.load(o["checkpoint"])
+    model = diffusion_model(o)
     images, captions = model_heldout(model, o["n"], o["seed"])
     return ddim_roundtrip_table(model, images, captions, steps_list=tuple(o["steps"]))
 
 
 def _cfg_inversion_cli(o: dict) -> list[dict]:
-    model = pretrained.load(o["checkpoint"])
+    model = diffusion_model(o)
     images, captions = model_heldout(model, o["n"], o["seed"])
     return cfg_inversion_table(model, images, captions, ws=tuple(o["w"]), steps=o["steps"][0])
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from torch import Tensor
 
 from ..datasets import heldout
+from ..training import pretrained
 
 
 def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
@@ -50,3 +51,8 @@ class BenchCommand:
 
     def __call__(self, given: dict) -> object:
         return self.run({"checkpoint": "shapes", **self.defaults, **{k: v for k, v in given.items() if v is not None}})
+
+
+def diffusion_model(options: dict):
+    """The diffusion model a table's --checkpoint names (an autoencoder or classifier checkpoint is refused)."""
+    return pretrained.load(options["checkpoint"], kind="DiffusionModel")

@@ -19,9 +19,11 @@ modification time, so the second load is fast.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
+import warnings
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -117,7 +119,11 @@ def _open_source(root: Path | None, zip_name: str, top: str) -> tuple[Callable, 
     if root is not None:
         for path in (root, root / zip_name):
             if path.is_file() and path.suffix == ".zip":
-                archive = zipfile.ZipFile(path)
+                try:
+                    archive = zipfile.ZipFile(path)
+                except (zipfile.BadZipFile, OSError) as e:
+                    raise ValueError(f"{path} is not a readable zip archive ({e}); copy {zip_name} again (it should "
+                                     f"hold {LAYOUTS[top]})") from e
                 if not any(name.startswith(f"{top}/") for name in archive.namelist()):
                     raise FileNotFoundError(f"{path} has no {top}/ folder inside; expected "
                                             f"{zip_name} holding {LAYOUTS[top]}")
@@ -136,18 +142,32 @@ def _open_source(root: Path | None, zip_name: str, top: str) -> tuple[Callable, 
 
 
 def _cached(key: str | None, build: Callable[[], dict[str, np.ndarray]]) -> dict:
-    """build(), saved to / loaded from $MINIDIFF_CACHE/<key>.npz (no caching if key is None)."""
+    """build(), saved to / loaded from $MINIDIFF_CACHE/<key>.npz (no caching if key is None). The cache is optional:
+    an unreadable entry is rebuilt, and a cache folder that cannot be written only costs a warning."""
     path = Path(os.environ.get("MINIDIFF_CACHE", "~/.cache/minidiff")).expanduser() / f"{key}.npz"
     if key is not None and path.exists():
-        with np.load(path) as stored:
-            return {name: stored[name] for name in stored.files}
+        try:
+            with np.load(path) as stored:
+                return {name: stored[name] for name in stored.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+            warnings.warn(f"decode cache {path} is unreadable ({e}); rebuilding it", stacklevel=2)
     arrays = build()
     if key is not None:
+        _store(path, arrays)
+    return arrays
+
+
+def _store(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    partial = path.with_name(f"{path.stem}.{os.getpid()}.partial.npz")
+    try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f"{path.stem}.{os.getpid()}.partial.npz")
         np.savez(partial, **arrays)
         os.replace(partial, path)  # atomic: a concurrent reader never sees half a file
-    return arrays
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
+        warnings.warn(f"could not write the decode cache {path} ({e}); loading goes on without it (set "
+                      "MINIDIFF_CACHE to a writable folder to keep decoded images)", stacklevel=3)
 
 
 def _cache_key(source: Path, *parts) -> str | None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..checks import check_images
 from .layers import Downsample, ResBlock, Upsample, group_norm
 
 
@@ -128,6 +129,7 @@ class Autoencoder(nn.Module):
     def encode(self, x: torch.Tensor) -> DiagonalGaussian:
         """x (B, C, H, W) in [-1, 1] -> q(z|x), mean/logvar (B, latent_channels, H/f, W/f)."""
         self._check(x, self.cfg.in_channels, "x")
+        check_images(x, "x")
         mean, logvar = self.encoder(x).chunk(2, dim=1)  # (B, latent, h, w) each
         return DiagonalGaussian(mean, logvar)
 

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ..checks import check_images
 from ..guidance import Guidance
 from ..samplers import ddim_sample
 from ..schedule import Schedule
@@ -47,6 +48,10 @@ class DiffusionModel(nn.Module):
                              "unconditional one must not have one")
         if text_cfg is not None and text_cfg.dim != unet_cfg.context_dim:
             raise ValueError(f"text encoder dim {text_cfg.dim} != UNet context_dim {unet_cfg.context_dim}")
+        if tokenizer is not None and text_cfg is not None and (tokenizer.vocab_size, tokenizer.max_len) != (
+                text_cfg.vocab_size, text_cfg.max_len):
+            raise ValueError(f"the tokenizer's vocabulary and length ({tokenizer.vocab_size}, {tokenizer.max_len}) do "
+                             f"not match the text encoder's ({text_cfg.vocab_size}, {text_cfg.max_len})")
         self.unet = UNet(unet_cfg)
         self.schedule, self.tokenizer = schedule, tokenizer
         self.text_encoder = TextEncoder(text_cfg) if text_cfg is not None else None
@@ -92,6 +97,7 @@ class DiffusionModel(nn.Module):
     def encode(self, x: Tensor) -> Tensor:
         """Images (B, 3, H, W) in [-1, 1] -> the UNet's space: z = scale_factor * mean of q(z|x),
         or x itself for a pixel model."""
+        check_images(x, "images")
         if not self.latent:
             return x
         return self._need_ae().to_latent(x)
@@ -113,6 +119,9 @@ class DiffusionModel(nn.Module):
         """Prompts -> token embeddings (B, L, D). Unknown words raise a ValueError naming them."""
         if not self.conditional:
             raise ValueError("this model is unconditional; it takes context=None, not prompts")
+        if not (isinstance(prompts, str) or (isinstance(prompts, (list, tuple))
+                                             and all(isinstance(p, str) for p in prompts))):
+            raise TypeError(f"prompts must be a string or a list of strings, got {prompts!r}")
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         device = next(self.parameters()).device
         return self.text_encoder(self.tokenizer.encode(prompts).to(device))

@@ -245,6 +245,11 @@ class UNet(nn.Module):
                 f"x_t must have shape (B, {cfg.in_channels}, {S}, {S}) for this UNet "
                 f"(in_channels={cfg.in_channels}, image_size={S}), got {tuple(x_t.shape)}"
             )
+        dtype = self.conv_in.weight.dtype
+        if x_t.dtype != dtype or (context is not None and context.dtype != dtype):
+            got = x_t.dtype if x_t.dtype != dtype else context.dtype
+            raise TypeError(f"the UNet's weights are {dtype} but it was given {got} inputs: convert them with "
+                            f".to({dtype}) (images from uint8 with datasets.to_float), or the model with .to({got})")
         B = x_t.shape[0]
         if t.shape != (B,) or t.dtype.is_floating_point or t.dtype == torch.bool:
             raise ValueError(

@@ -16,13 +16,14 @@ on the CPU).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -31,8 +32,21 @@ import torch.distributed as dist
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .checkpoint import load_train_state, optimizer_from_flat, optimizer_to_flat, save_train_state
+try:
+    import fcntl  # POSIX file locks
+except ImportError:  # pragma: no cover (Windows: runs are not locked)
+    fcntl = None
 
+from .checkpoint import (
+    load_train_state,
+    model_metadata,
+    optimizer_from_flat,
+    optimizer_to_flat,
+    read_metadata,
+    save_train_state,
+)
+
+STATE = "state.safetensors"  # the training state in a run folder; the exported model is OUT/model.safetensors
 BatchLoss = Callable[[Tensor, torch.Generator, slice], Tensor]  # (global batch indices, generator, part) -> loss
 Export = Callable[[torch.nn.Module, int], None]  # (EMA model, step) -> None: write the shippable model
 
@@ -57,7 +71,7 @@ class TrainConfig:
     warmup: int = 100
     min_lr_ratio: float = 0.1        # cosine decay from lr to lr * min_lr_ratio
     weight_decay: float = 0.0
-    grad_clip: float = 1.0
+    grad_clip: float | None = 1.0    # max gradient norm; None (--grad-clip off): no clipping
     ema_decay: float = 0.999
     p_uncond: float = 0.1            # prompt dropout for classifier-free guidance
     kl_weight: float = 1e-6          # autoencoder only: weight of the KL term
@@ -69,6 +83,42 @@ class TrainConfig:
     seed: int = 0
     out: str = "runs/shapes"
 
+    def __post_init__(self) -> None:
+        check_train_config(self)
+
+
+
+# Every option's valid range, checked when a TrainConfig is made: (field, test, what is expected)
+_FINITE = math.isfinite
+RULES = (
+    ("task", lambda v: v in ("diffusion", "autoencoder", "classifier"), "one of diffusion, autoencoder, classifier"),
+    ("dataset", lambda v: v in ("shapes", "cifar10", "celeba"), "one of shapes, cifar10, celeba"),
+    ("schedule", lambda v: v in ("linear", "cosine"), "linear or cosine"),
+    *((name, lambda v: isinstance(v, int) and v >= 1, "an integer >= 1") for name in (
+        "n_train", "image_size", "text_dim", "T", "steps", "batch_size", "ae_channels", "classifier_width",
+        "ckpt_every")),
+    *((name, lambda v: isinstance(v, int) and v >= 0, "an integer >= 0") for name in (
+        "text_depth", "warmup", "sample_every", "seed")),
+    ("lr", lambda v: _FINITE(v) and v > 0, "a finite number > 0"),
+    ("min_lr_ratio", lambda v: 0 <= v <= 1, "in [0, 1]"),
+    ("weight_decay", lambda v: _FINITE(v) and v >= 0, "a finite number >= 0"),
+    ("kl_weight", lambda v: _FINITE(v) and v >= 0, "a finite number >= 0"),
+    ("grad_clip", lambda v: v is None or (_FINITE(v) and v > 0), "a finite number > 0, or off (no clipping)"),
+    ("ema_decay", lambda v: 0 <= v < 1, "in [0, 1) (0.999 is usual)"),
+    ("p_uncond", lambda v: 0 <= v <= 1, "a probability in [0, 1]"),
+)
+
+
+def check_train_config(cfg: TrainConfig) -> None:
+    """Raise a ValueError naming the option, what it must be and what it was, for the first invalid option."""
+    for name, ok, want in RULES:
+        value = getattr(cfg, name)
+        try:
+            valid = bool(ok(value))
+        except TypeError:
+            valid = False
+        if not valid:
+            raise ValueError(f"--{name.replace('_', '-')} must be {want}, got {value!r}")
 
 
 # ---- pure pieces ---------------------------------------------------------------------------------
@@ -130,39 +180,88 @@ def fit(cfg: TrainConfig, model: torch.nn.Module, batch_loss: BatchLoss, n: int,
         resume: bool = True, progress: bool = True, _kill_at_step: int | None = None) -> Path:
     """The shared loop (module docstring): `batch_loss(idx, gen, part)` gives this process's loss on global batch
     `idx` of the n training items; `export(ema, step)` writes the shippable model at every checkpoint (rank 0).
-    `_kill_at_step` (tests only) SIGKILLs the process right after that step. Returns the run folder."""
+    The run folder is locked while training (`run_lock`). Re-running a finished run trains nothing and re-exports
+    the model if its export is missing or older than the training state. `_kill_at_step` (tests only) SIGKILLs
+    the process right after that step. Returns the run folder."""
     rank, world = _dist()
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    ema = copy.deepcopy(model).requires_grad_(False).eval()
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    gen = torch.Generator().manual_seed(cfg.seed * 7 + 1)  # the same on every process
-    state_path = out / "state.safetensors"
-    step = _start(state_path, cfg, model, ema, opt, gen, resume, rank)
-    params = [p for p in model.parameters() if p.requires_grad]
-    bar = tqdm(total=cfg.steps, initial=step, disable=not progress or rank > 0, desc=f"train {cfg.task}")
-    t0 = time.time()
-    while step < cfg.steps:
-        loss, gnorm = _step(cfg, model, ema, opt, params, batch_loss(batch_indices(step, cfg.batch_size, n, cfg.seed),
-                                                                     gen, slice(rank, None, world)), step, world)
-        step += 1
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss:.4f}")
-        if rank == 0:
-            _log(out, step, loss, gnorm, lr_at(cfg, step - 1), time.time() - t0)
-            if step % cfg.ckpt_every == 0 or step == cfg.steps:
-                _checkpoint(state_path, cfg, model, ema, opt, gen, step)
-                export(ema, step)
-        if _kill_at_step is not None and step == _kill_at_step:
-            os.kill(os.getpid(), signal.SIGKILL)
-    bar.close()
+    with run_lock(out) if rank == 0 else contextlib.nullcontext():
+        ema = copy.deepcopy(model).requires_grad_(False).eval()
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        gen = torch.Generator().manual_seed(cfg.seed * 7 + 1)  # the same on every process
+        step = _start(out / STATE, cfg, model, ema, opt, gen, resume, rank)
+        if step >= cfg.steps:
+            return _finished(out, step, ema, export, rank)
+        bar = tqdm(total=cfg.steps, initial=step, disable=not progress or rank > 0, desc=f"train {cfg.task}")
+        t0, params = time.time(), [p for p in model.parameters() if p.requires_grad]
+        while step < cfg.steps:
+            loss, gnorm = _step(cfg, model, ema, opt, params, batch_loss(batch_indices(step, cfg.batch_size, n,
+                                                                                       cfg.seed),
+                                                                         gen, slice(rank, None, world)), step, world)
+            step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4f}")
+            if rank == 0:
+                _log(out, step, loss, gnorm, lr_at(cfg, step - 1), time.time() - t0)
+                if step % cfg.ckpt_every == 0 or step == cfg.steps:
+                    export(ema, step)  # first: what it writes into the EMA model (a scale factor) is then saved too
+                    _checkpoint(out / STATE, cfg, model, ema, opt, gen, step)
+            if _kill_at_step is not None and step == _kill_at_step:
+                os.kill(os.getpid(), signal.SIGKILL)
+        bar.close()
     return out
+
+
+@contextlib.contextmanager
+def run_lock(out: Path) -> Iterator[None]:
+    """Hold an exclusive OS lock on OUT/.lock (released by the OS when the process dies, even by SIGKILL), so a
+    second process training into the same folder fails at once instead of interleaving with this one."""
+    out.mkdir(parents=True, exist_ok=True)
+    if fcntl is None:  # no POSIX locks (Windows): one run per folder is the user's to ensure
+        yield
+        return
+    with open(out / ".lock", "a+") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            raise RuntimeError(f"run folder {out} is being trained by another process ({f.read().strip() or 'pid ?'}"
+                               "); wait for it to finish, or train into another --out") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()}\n")
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def _finished(out: Path, step: int, ema, export: Export, rank: int) -> Path:
+    """A run whose state has reached --steps: re-export if the exported model is missing or older, else nothing."""
+    if rank == 0 and _exported_step(out) != step:
+        export(ema, step)
+        print(f"{out}: finished at step {step}; its model export was missing or stale and has been rewritten")
+    elif rank == 0:
+        print(f"{out}: already finished at step {step}; nothing to train (raise --steps to train further)")
+    return out
+
+
+def _exported_step(out: Path) -> int | None:
+    try:
+        return read_metadata(out / "model").get("info", {}).get("step")
+    except (OSError, ValueError):
+        return None
 
 
 def _start(state_path: Path, cfg: TrainConfig, model, ema, opt, gen, resume: bool, rank: int) -> int:
     """The step to start from: the saved state's (restoring it) when resuming, else 0 (writing config.json)."""
     if resume and state_path.exists():
-        return _restore(state_path, cfg, model, ema, opt, gen)
+        step = _restore(state_path, cfg, model, ema, opt, gen)
+        if step > cfg.steps:
+            raise ValueError(f"{state_path.parent} has already trained {step} steps; --steps {cfg.steps} is below "
+                             "that (raise --steps to train further, or use another --out)")
+        return step
     if rank == 0:
         (Path(cfg.out) / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
     return 0
@@ -177,7 +276,7 @@ def _step(cfg: TrainConfig, model, ema, opt, params: list, loss: Tensor, step: i
     loss.backward()
     if world > 1:
         _all_reduce_grads(params, world)
-    gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+    gnorm = torch.nn.utils.clip_grad_norm_(params, math.inf if cfg.grad_clip is None else cfg.grad_clip)
     opt.step()
     ema_update(ema, model, min(cfg.ema_decay, (1 + step) / (10 + step)))
     return loss.item(), gnorm.item()
@@ -188,7 +287,8 @@ def _checkpoint(path, cfg, model, ema, opt, gen, step) -> None:
     tensors = {**{f"model.{k}": v for k, v in model.state_dict().items()},
                **{f"ema.{k}": v for k, v in ema.state_dict().items()}, **opt_tensors,
                "rng.gen": gen.get_state(), "rng.torch": torch.get_rng_state()}
-    save_train_state(path, tensors, {"step": step, "config": asdict(cfg), "optim": opt_json})
+    save_train_state(path, tensors, {"step": step, "config": asdict(cfg), "optim": opt_json,
+                                     "model": model_metadata(ema)})
 
 
 def _restore(path, cfg, model, ema, opt, gen) -> int:

@@ -36,9 +36,16 @@ from ..nn.unet import UNetConfig
 from ..schedule import Schedule
 from ..viz import save_grid
 from . import pretrained
-from .checkpoint import load_train_state, save_model, save_train_state
+from .checkpoint import (
+    checkpoint_path,
+    load_train_state,
+    model_from_metadata,
+    read_metadata,
+    save_model,
+    save_train_state,
+)
 from .classifiers import augment, classifier_loss
-from .loop import TrainConfig, fit
+from .loop import STATE, TrainConfig, fit
 
 UNET_PRESETS = ("shapes_small", "tiny", "latent_small")
 
@@ -146,7 +153,7 @@ def _diffusion_task(cfg: TrainConfig, images: Tensor, captions: list[str]):
         return _loss(model, images[idx], tokens[idx], null_tokens, cfg.p_uncond, gen, part)
 
     def export(ema: DiffusionModel, step: int) -> None:
-        save_model(ema, Path(cfg.out) / "model", info={"step": step, "train_config": asdict(cfg)})
+        save_model(ema, Path(cfg.out) / "model", force=True, info={"step": step, "train_config": asdict(cfg)})
         if cfg.sample_every and (step % cfg.sample_every == 0 or step == cfg.steps):
             _sample_grid(ema, captions[:16], Path(cfg.out) / f"samples_{step:06d}.png", cfg.seed)
 
@@ -165,7 +172,7 @@ def _autoencoder_task(cfg: TrainConfig, images: Tensor, captions: list[str]):
     def export(ema, step: int) -> None:
         probe = images[torch.linspace(0, len(images) - 1, min(2000, len(images))).long()]
         ema.scale_factor.fill_(estimate_scale_factor(ema, probe))
-        save_model(ema, Path(cfg.out) / "model", info={"step": step, "train_config": asdict(cfg)})
+        save_model(ema, Path(cfg.out) / "model", force=True, info={"step": step, "train_config": asdict(cfg)})
 
     return model, batch_loss, export
 
@@ -193,7 +200,7 @@ def _classifier_task(cfg: TrainConfig, images: Tensor, captions: list[str]):
         ema.train()
         info = {"step": step, "train_config": asdict(cfg), "test_accuracy": acc.tolist(), "labels": list(labels),
                 "n_test": len(x_test)}
-        save_model(ema, Path(cfg.out) / "model", info=info)
+        save_model(ema, Path(cfg.out) / "model", force=True, info=info)
         print(f"\nstep {step}: held-out accuracy {acc.tolist()}")
 
     return model, batch_loss, export
@@ -211,3 +218,24 @@ def _sample_grid(model: DiffusionModel, prompts: list[str], path: Path, seed: in
     save_grid(x0, path, titles=prompts, ncol=4)
 
 
+
+
+def export_run(run: str | Path, to: str | Path, dtype: torch.dtype = torch.float16, command: str = "",
+               force: bool = False) -> Path:
+    """Write a run's EMA model as a checkpoint, from its training state alone (RUN/state.safetensors holds the
+    model's architecture and the EMA weights): info records the step, the training config and `command`, plus
+    what the run's own export measured at that step (e.g. held-out accuracy). Returns the checkpoint's path."""
+    state_path = Path(run) / STATE
+    if not state_path.exists():
+        raise FileNotFoundError(f"{state_path} is missing: {run} is not a run folder (the train command's --out), "
+                                "or its first checkpoint was not reached yet")
+    tensors, state = load_train_state(state_path)
+    if "model" not in state:
+        raise ValueError(f"{state_path} predates model descriptions in training states; export {run}/model instead")
+    model = model_from_metadata(state["model"], state_path)
+    model.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+    info = {"step": state["step"], "train_config": state["config"], "command": command}
+    exported = Path(run) / "model"
+    if checkpoint_path(exported).exists() and read_metadata(exported).get("info", {}).get("step") == state["step"]:
+        info = {**read_metadata(exported)["info"], **info}
+    return save_model(model, to, dtype=dtype, info=info, force=force)
