@@ -461,7 +461,7 @@ def test_sigkill_during_saves_never_loses_the_checkpoint_and_the_next_save_clean
         leftovers += len(list(tmp_path.glob(".*.tmp")))
     save_model(tiny_model(seed=2, base=12), path, force=True)
     assert not list(tmp_path.glob(".*.tmp")), list(tmp_path.glob(".*"))
-    print(f"{leftovers} temporary files were left by the 25 kills; none after the next save")
+    print(f"{leftovers} of 25 kills left a temporary file (killed mid-save); none is left after the next save")
 
 
 def test_stale_temporaries_of_live_writers_are_kept():
