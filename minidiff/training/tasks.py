@@ -230,12 +230,13 @@ def export_run(run: str | Path, to: str | Path, dtype: torch.dtype = torch.float
         raise FileNotFoundError(f"{state_path} is missing: {run} is not a run folder (the train command's --out), "
                                 "or its first checkpoint was not reached yet")
     tensors, state = load_train_state(state_path)
-    if "model" not in state:
-        raise ValueError(f"{state_path} predates model descriptions in training states; export {run}/model instead")
-    model = model_from_metadata(state["model"], state_path)
+    exported = Path(run) / "model"
+    arch = state.get("model")  # states written before it held the architecture: the run's own export has it
+    if arch is None and not checkpoint_path(exported).exists():
+        raise ValueError(f"{state_path} does not describe its model (an older run) and {exported} is missing")
+    model = model_from_metadata(arch or read_metadata(exported), state_path)
     model.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
     info = {"step": state["step"], "train_config": state["config"], "command": command}
-    exported = Path(run) / "model"
     if checkpoint_path(exported).exists() and read_metadata(exported).get("info", {}).get("step") == state["step"]:
         info = {**read_metadata(exported)["info"], **info}
     return save_model(model, to, dtype=dtype, info=info, force=force)
