@@ -50,7 +50,8 @@ def load(name: str, kind: str | tuple[str, ...] | None = None) -> Checkpointable
         want = (kind,) if isinstance(kind, str) else kind
         have = read_metadata(path).get("kind", "DiffusionModel")
         if have not in want:
-            raise ValueError(f"{name!r} is a {have} checkpoint; this needs a {' or '.join(want)} "
+            raise ValueError(f"{name!r} is {'an' if have[0] in 'AEIOU' else 'a'} {have} checkpoint; this needs a "
+                             f"{' or '.join(want)} "
                              f"(shipped: {', '.join(n for n in names() if _kind(n) in want)})")
     model = load_model(path)
     if isinstance(model, DiffusionModel) and model.latent:
