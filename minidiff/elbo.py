@@ -27,7 +27,7 @@ from .gaussian import (
     sigma2,
 )
 from .protocols import EpsModel
-from .schedule import Schedule, t_batch
+from .schedule import Schedule, standard_normal, t_batch
 
 
 def _sum(x: Tensor) -> Tensor:
@@ -93,7 +93,7 @@ def elbo_terms(eps_model: EpsModel, sched: Schedule, x0: Tensor, context: Tensor
     Each term draws its own eps ~ N(0, I) from `generator`. `decoder_var` only changes L_0
     (see `L_0`; the default is the paper's sigma_1^2).
     """
-    noise = lambda: torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
+    noise = lambda: standard_normal(x0.shape, x0, generator)
     terms = [L_t_minus_1(eps_model, sched, x0, t_batch(t, x0), noise(), context, var)
              for t in range(2, sched.T + 1)]
     L_t = torch.stack(terms, dim=1) if terms else x0.new_zeros(x0.shape[0], 0)  # (B, T-1)
@@ -113,7 +113,7 @@ def elbo_estimate(eps_model: EpsModel, sched: Schedule, x0: Tensor, context: Ten
 
     `decoder_var` only changes L_0 (see `L_0`).
     """
-    noise = lambda: torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
+    noise = lambda: standard_normal(x0.shape, x0, generator)
     t = torch.randint(2, sched.T + 1, (x0.shape[0],), generator=generator).to(x0.device)
     middle = (sched.T - 1) * L_t_minus_1(eps_model, sched, x0, t, noise(), context, var)
     return L_T(sched, x0) + middle + L_0(eps_model, sched, x0, noise(), context, var, discrete,
@@ -141,6 +141,6 @@ def L_simple(eps_model: EpsModel, sched: Schedule, x0: Tensor, context: Tensor |
     if t is None:
         t = torch.randint(1, sched.T + 1, (x0.shape[0],), generator=generator).to(x0.device)
     if eps is None:
-        eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
+        eps = standard_normal(x0.shape, x0, generator)
     x_t = q_sample(sched, x0, t, eps)
     return (eps - eps_model(x_t, t, context)).pow(2).flatten(1).mean(1)

@@ -69,8 +69,7 @@ def classifier_free_guidance(eps_model: EpsModel, guidance: Guidance) -> EpsMode
 
     Both halves go through the model in one batch [null; cond] (the batch layout P2P's controllers expect).
     """
-    if not isinstance(guidance, Guidance):
-        raise TypeError(f"classifier_free_guidance takes a Guidance(null_context, w), got {type(guidance).__name__}")
+    check_guidance(guidance)
     null_context, w = guidance.null_context, guidance.w
 
     def guided_eps(x_t: Tensor, t: Tensor, context: Tensor | None) -> Tensor:
@@ -89,12 +88,14 @@ def classifier_free_guidance(eps_model: EpsModel, guidance: Guidance) -> EpsMode
 def guided(eps_model: EpsModel, guidance: Guidance | None) -> EpsModel:
     """The eps-model a method runs for its `guidance` argument: the model itself for None, else
     `classifier_free_guidance(eps_model, guidance)`."""
-    if guidance is None:
-        return eps_model
-    if not isinstance(guidance, Guidance):
+    return eps_model if guidance is None else classifier_free_guidance(eps_model, guidance)
+
+
+def check_guidance(guidance: Guidance | None) -> None:
+    """None or a Guidance; anything else (the old (null, w) tuple, a bare w) is a TypeError saying what to write."""
+    if guidance is not None and not isinstance(guidance, Guidance):
         raise TypeError(f"guidance must be None or a Guidance(null_context, w) for classifier-free guidance, got "
                         f"{type(guidance).__name__}: write Guidance(model.null_context(), w)")
-    return classifier_free_guidance(eps_model, guidance)
 
 
 def w_from_ho_salimans(w_prime: float) -> float:

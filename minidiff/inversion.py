@@ -25,7 +25,16 @@ from .gaussian import q_sample
 from .guidance import Guidance, guided
 from .protocols import EpsModel
 from .samplers import ddim_sample
-from .schedule import Schedule, inversion_pairs, per_row, resolve_grid, t_batch, timestep_pair, timesteps
+from .schedule import (
+    Schedule,
+    inversion_pairs,
+    per_row,
+    resolve_grid,
+    standard_normal,
+    t_batch,
+    timestep_pair,
+    timesteps,
+)
 
 
 def ddim_invert_step(sched: Schedule, x_prev: Tensor, eps: Tensor, t_prev: int | Tensor, t: int | Tensor) -> Tensor:
@@ -110,7 +119,7 @@ def sdedit(eps_model: EpsModel, sched: Schedule, x0: Tensor, t0: int, steps: int
     check_data(x0, "x0")
     grid = sdedit_grid(sched.T, t0, steps, spacing)
     if eps is None:
-        eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
+        eps = standard_normal(x0.shape, x0, generator)
     elif eps.shape != x0.shape:
         raise ValueError(f"eps must have x0's shape {tuple(x0.shape)}, got {tuple(eps.shape)}")
     x_t0 = q_sample(sched, x0, t_batch(t0, x0), eps)

@@ -45,7 +45,7 @@ from tqdm.auto import tqdm
 
 from .attention_control import AttentionController, AttentionInfo, attention_control
 from .checks import check_number
-from .guidance import Guidance, cfg_eps
+from .guidance import Guidance, cfg_eps, check_guidance
 from .p2p_alignment import (
     Window,
     conditional_rows,
@@ -368,8 +368,7 @@ def _check_p2p_inputs(model, controller: AttentionEdit, x_T: Tensor, guidance: G
         raise ValueError(f"x_T has {x_T.shape[0]} rows but the controller has {G} (source, target) pairs")
     if int(grid[0]) > model.schedule.T:
         raise ValueError(f"the controller's grid starts at t = {int(grid[0])} > T = {model.schedule.T}")
-    if guidance is not None and not isinstance(guidance, Guidance):
-        raise TypeError(f"guidance must be None or a Guidance(null_context, w), got {type(guidance).__name__}")
+    check_guidance(guidance)
     if null_embeddings is not None and guidance is None:
         raise ValueError("null_embeddings replace the null condition of classifier-free guidance; pass guidance too")
     if null_embeddings is not None and null_embeddings.shape[:2] != (S, G):

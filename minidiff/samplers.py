@@ -18,14 +18,14 @@ from tqdm.auto import tqdm
 from .gaussian import posterior_mean_from_eps, predict_x0, sigma2
 from .guidance import Guidance, guided
 from .protocols import EpsModel
-from .schedule import Schedule, per_row, resolve_grid, step_pairs, t_batch, timestep_pair
+from .schedule import Schedule, per_row, resolve_grid, standard_normal, step_pairs, t_batch, timestep_pair
 
 
 def _draw(noise: Tensor | None, i: int, like: Tensor, generator: torch.Generator | None) -> Tensor:
     """The i-th injected noise draw (noise has shape (steps, *like.shape)), or a fresh N(0, I) one."""
     if noise is not None:
         return noise[i].to(like)
-    return torch.randn(like.shape, generator=generator, dtype=like.dtype).to(like.device)
+    return standard_normal(like.shape, like, generator)
 
 
 def _check_noise(noise: Tensor | None, steps: int, x: Tensor) -> None:

@@ -201,3 +201,9 @@ def per_row(c: Tensor, like: Tensor) -> Tensor:
     """A (B,) (or (1,)) coefficient shaped (B, 1, ...) to broadcast against `like` (B, ...), cast to its dtype and
     device: coefficients are computed from the float64 schedule, then applied in the images' precision."""
     return c.to(like).view(-1, *([1] * (like.ndim - 1)))
+
+
+def standard_normal(shape: tuple[int, ...], like: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """eps ~ N(0, I) of `shape` in like's dtype, on like's device. Drawn on the CPU (where `generator` lives), so a
+    seed gives the same noise on every device, then moved."""
+    return torch.randn(shape, generator=generator, dtype=like.dtype).to(like.device)

@@ -7,6 +7,7 @@ import torch
 from ..datasets.shapes_check import background_of
 from ..guidance import classifier_guidance
 from ..samplers import ddim_sample
+from ..schedule import standard_normal
 from ..training import pretrained
 from .tables import BenchCommand, diffusion_model, print_table
 
@@ -24,7 +25,7 @@ def classifier_guidance_table(model, classifier, label_names: list[str], scales:
     for s in scales:
         for k, name in enumerate(label_names):
             g = torch.Generator().manual_seed(seed)
-            x_T = torch.randn(n, 3, 32, 32, generator=g).to(null)  # the model's device and dtype
+            x_T = standard_normal((n, 3, 32, 32), null, g)
             eps = classifier_guidance(unconditional, classifier, k, s, model.schedule)
             x = ddim_sample(eps, model.schedule, x_T, steps)
             rows.append({"scale": s, "label": name, "hit_rate": sum(background_of(xi) == name for xi in x) / n})

@@ -9,6 +9,7 @@ import torch
 
 from ..guidance import Guidance
 from ..samplers import ddim_sample
+from ..schedule import standard_normal
 from ..viz import to_numpy_image
 from .tables import BenchCommand, diffusion_model, reconstruction_mse
 
@@ -23,11 +24,10 @@ def eta_steps_grid(model, prompt: str | None = None, etas: tuple[float, ...] = (
     Rows: {"eta", "steps", "change_vs_most_steps"}: the MSE ([0, 1] pixels) between that sample and the
     same eta's sample with the most steps (for eta = 0: the distance to the converged ODE solution).
     """
-    x_T = torch.randn(1, channels, size, size, generator=torch.Generator().manual_seed(seed))
+    x_T = standard_normal((1, channels, size, size), next(model.parameters()), torch.Generator().manual_seed(seed))
     ctx, guidance = None, None
     if model.conditional:
         ctx, guidance = model.encode_text([prompt or ""]), Guidance.of(model, w)
-        x_T = x_T.to(ctx.device)
     samples = {(eta, S): ddim_sample(model, model.schedule, x_T, S, eta, ctx, guidance=guidance,
                                      generator=torch.Generator().manual_seed(seed + 1))
                for eta in etas for S in steps}

@@ -129,7 +129,6 @@ class Autoencoder(nn.Module):
     def encode(self, x: torch.Tensor) -> DiagonalGaussian:
         """x (B, C, H, W) in [-1, 1] -> q(z|x), mean/logvar (B, latent_channels, H/f, W/f)."""
         self._check(x, self.cfg.in_channels, "x")
-        check_images(x, "x")
         mean, logvar = self.encoder(x).chunk(2, dim=1)  # (B, latent, h, w) each
         return DiagonalGaussian(mean, logvar)
 
@@ -143,7 +142,8 @@ class Autoencoder(nn.Module):
         return self.decoder(z)
 
     def to_latent(self, x: torch.Tensor) -> torch.Tensor:
-        """Diffusion-space latent: scale_factor * mean."""
+        """Diffusion-space latent: scale_factor * mean, of images x in [-1, 1] (checked)."""
+        check_images(x, "x")
         return self.scale_factor * self.encode_mean(x)
 
     def from_latent(self, z: torch.Tensor) -> torch.Tensor:
@@ -151,7 +151,8 @@ class Autoencoder(nn.Module):
         return self.decode(z / self.scale_factor)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Reconstruction through the posterior mean."""
+        """Reconstruction through the posterior mean, of images x in [-1, 1] (checked)."""
+        check_images(x, "x")
         return self.decode(self.encode_mean(x))
 
 

@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 from ..checks import check_images
 from ..guidance import Guidance
 from ..samplers import ddim_sample
-from ..schedule import Schedule
+from ..schedule import Schedule, standard_normal
 from .text import TextEncoder, TextEncoderConfig, Tokenizer
 from .unet import UNet, UNetConfig
 
@@ -97,10 +97,10 @@ class DiffusionModel(nn.Module):
     def encode(self, x: Tensor) -> Tensor:
         """Images (B, 3, H, W) in [-1, 1] -> the UNet's space: z = scale_factor * mean of q(z|x),
         or x itself for a pixel model."""
-        check_images(x, "images")
         if not self.latent:
+            check_images(x, "images")
             return x
-        return self._need_ae().to_latent(x)
+        return self._need_ae().to_latent(x)  # checks the images
 
     def decode(self, z: Tensor) -> Tensor:
         """The UNet's space -> images: decode(z / scale_factor), or z itself for a pixel model."""
@@ -158,12 +158,11 @@ def generate(model: DiffusionModel, prompts: list[str], w: float = 3.0, steps: i
              batch: int = 50, eta: float = 0.0, progress: bool = True, decode: bool = True) -> Tensor:
     """DDIM samples of a text-conditional model for `prompts` with classifier-free guidance scale w
     (`Guidance.of(model, w)`): images (N, 3, H, W); for a latent model the decoded latents, or the latents
-    themselves (N, C, h, w) with decode=False. x_T is drawn on the CPU from `seed` (the same noise on every
-    device), then moved to the model's device and dtype."""
+    themselves (N, C, h, w) with decode=False. x_T is drawn from `seed` in the model's dtype and moved to its device
+    (`schedule.standard_normal`: the same noise on every device)."""
     g = torch.Generator().manual_seed(seed)
     cfg = model.unet.cfg
-    x_T = torch.randn(len(prompts), cfg.in_channels, cfg.image_size, cfg.image_size, generator=g)
-    x_T = x_T.to(next(model.parameters()))
+    x_T = standard_normal((len(prompts), cfg.in_channels, cfg.image_size, cfg.image_size), next(model.parameters()), g)
     guidance, out = Guidance.of(model, w), []
     for i in tqdm(range(0, len(prompts), batch), disable=not progress, desc=f"sampling w={w}"):
         ctx = model.encode_text(prompts[i:i + batch])

@@ -17,7 +17,7 @@ from ..datasets.shapes import shapes_labels, shapes_tensors
 from ..gaussian import q_sample
 from ..nn.classifiers import ImageClassifier, NoisyClassifier, NoisyClassifierConfig
 from ..protocols import Classifier
-from ..schedule import Schedule, t_batch
+from ..schedule import Schedule, standard_normal, t_batch
 
 
 def train_noisy_classifier(classifier: nn.Module, sched: Schedule, images: Tensor, labels: Tensor, steps: int = 2000,
@@ -39,7 +39,7 @@ def train_noisy_classifier(classifier: nn.Module, sched: Schedule, images: Tenso
         idx = torch.randint(0, len(images), (batch_size,), generator=g)
         x0, y = images[idx], labels[idx].to(images.device)
         t = torch.randint(1, sched.T + 1, (batch_size,), generator=g).to(images.device)
-        x_t = q_sample(sched, x0, t, torch.randn(x0.shape, generator=g, dtype=x0.dtype).to(x0.device))
+        x_t = q_sample(sched, x0, t, standard_normal(x0.shape, x0, g))
         loss = F.cross_entropy(classifier(x_t, t), y)
         opt.zero_grad()
         loss.backward()
@@ -57,7 +57,7 @@ def noisy_classifier_accuracy(classifier: Classifier, sched: Schedule, images: T
     out = {}
     for t_int in ts:
         t = t_batch(t_int, images)
-        x_t = q_sample(sched, images, t, torch.randn(images.shape, generator=g, dtype=images.dtype).to(images.device))
+        x_t = q_sample(sched, images, t, standard_normal(images.shape, images, g))
         out[t_int] = (classifier(x_t, t).argmax(1) == labels.to(images.device)).float().mean().item()
     return out
 

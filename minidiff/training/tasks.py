@@ -231,12 +231,13 @@ def export_run(run: str | Path, to: str | Path, dtype: torch.dtype = torch.float
                                 "or its first checkpoint was not reached yet")
     tensors, state = load_train_state(state_path)
     exported = Path(run) / "model"
-    arch = state.get("model")  # states written before it held the architecture: the run's own export has it
-    if arch is None and not checkpoint_path(exported).exists():
+    own = read_metadata(exported) if checkpoint_path(exported).exists() else None  # the run's own export
+    arch = state.get("model") or own  # states written before they held the architecture: take the export's
+    if arch is None:
         raise ValueError(f"{state_path} does not describe its model (an older run) and {exported} is missing")
-    model = model_from_metadata(arch or read_metadata(exported), state_path)
+    model = model_from_metadata(arch, state_path)
     model.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
     info = {"step": state["step"], "train_config": state["config"], "command": command}
-    if checkpoint_path(exported).exists() and read_metadata(exported).get("info", {}).get("step") == state["step"]:
-        info = {**read_metadata(exported)["info"], **info}
+    if own is not None and own.get("info", {}).get("step") == state["step"]:
+        info = {**own["info"], **info}
     return save_model(model, to, dtype=dtype, info=info, force=force)
