@@ -76,6 +76,21 @@ def image_file(text: str) -> Path:
     return path
 
 
+def device_name(text: str) -> str:
+    """auto, cpu, cuda, cuda:N or mps; that the device exists is checked when the command starts."""
+    if text not in ("auto", "cpu", "cuda", "mps") and not (text.startswith("cuda:") and text[5:].isdigit()):
+        raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda, cuda:N or mps, got {text}")
+    return text
+
+
+def _device_options(p) -> None:
+    p.add_argument("--device", type=device_name, default="auto",
+                   help="where to run: auto (CUDA, else MPS, else the CPU), cpu, cuda, cuda:N, mps")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                   help="bf16: autocast the model's matmuls and convolutions to bfloat16 (faster on GPUs and "
+                        "AMX CPUs; see benchmarks/README.md for its fidelity cost)")
+
+
 # ---- parsers ----------------------------------------------------------------------------------------
 
 def _demo_parser(sub) -> None:
@@ -112,6 +127,7 @@ def _sample_parser(sub) -> None:
                    help="classifier-free guidance scale w (1 = conditional only)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", type=image_file, default="out/samples.png")
+    _device_options(s)
     s.set_defaults(func=_sample)
 
 
@@ -145,6 +161,7 @@ def _bench_parser(sub) -> None:
     b.add_argument("--edict-steps", type=positive_int, default=None,
                    help="edit: EDICT's steps (default max(steps, 50))")
     b.add_argument("--out", type=writable_folder, default="out")
+    _device_options(b)
     b.set_defaults(func=_bench)
 
 
@@ -181,12 +198,15 @@ def _train(a) -> int:
 
 
 def _sample(a) -> int:
+    from .devices import autocast, resolve_device
     from .nn.diffusion_model import generate
     from .training import pretrained
     from .viz import save_grid
 
-    x0 = generate(pretrained.load(a.checkpoint, kind="DiffusionModel"), [a.prompt] * a.n, a.w, a.steps, a.seed,
-                  eta=a.eta)
+    device = resolve_device(a.device)
+    with autocast(device, a.precision):
+        x0 = generate(pretrained.load(a.checkpoint, kind="DiffusionModel", device=device), [a.prompt] * a.n, a.w,
+                      a.steps, a.seed, eta=a.eta).cpu()
     outside = (x0.abs() > 1).float().mean().item()
     if outside > 0.01:
         print(f"warning: {100 * outside:.0f}% of the pixel values fell outside [-1, 1] and are clipped in the saved "
@@ -204,10 +224,13 @@ def _export(a) -> int:
 
 def _bench(a) -> int:
     from .bench.registry import TABLES
+    from .devices import autocast, resolve_device
 
-    options = {k: v for k, v in vars(a).items() if k not in ("cmd", "func", "what", "debug")}
+    options = {k: v for k, v in vars(a).items() if k not in ("cmd", "func", "what", "debug", "precision")}
+    options["device"] = resolve_device(a.device)
     Path(a.out).mkdir(parents=True, exist_ok=True)
-    TABLES[a.what](options)
+    with autocast(options["device"], a.precision):
+        TABLES[a.what](options)
     return 0
 
 

@@ -81,7 +81,7 @@ def ssim_map(x: Tensor, y: Tensor, data_range: float = DATA_RANGE, size: int = 1
         raise ValueError(f"images must be at least {size}x{size} for an {size}x{size} SSIM window, "
                          f"got {tuple(x.shape)}")
     C = x.shape[1]
-    g = gaussian_window(size, sigma)
+    g = gaussian_window(size, sigma).to(x.device)
     w = (g[:, None] * g[None, :]).expand(C, 1, size, size)  # (C, 1, k, k): one window per channel
 
     def blur(v: Tensor) -> Tensor:

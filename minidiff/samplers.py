@@ -73,6 +73,36 @@ def ddim_sigma(sched: Schedule, t: int | Tensor, t_prev: int | Tensor, eta: floa
     return eta * ((1 - ab_prev) / (1 - ab)).sqrt() * (1 - ab / ab_prev).sqrt()
 
 
+def ddim_coefficients(sched: Schedule, t: int | Tensor, t_prev: int | Tensor, eta: float = 0.0) -> Tensor:
+    """The five coefficients of the DDIM step (eq. 12) for each pair (t, t_prev), in float64, shape (B, 5):
+
+        [sqrt(ab_t), sqrt(1 - ab_t), sqrt(ab_prev), sqrt(1 - ab_prev - sigma_t^2), sigma_t]
+
+    Checked once here (0 <= t_prev < t <= T, eta >= 0, sigma_t^2 <= 1 - ab_prev), so a sampler computes its whole
+    grid's table before the first step (`ddim_coefficients(sched, grid[:-1], grid[1:], eta)`) and each step is
+    only tensor arithmetic (`ddim_update`)."""
+    sigma = ddim_sigma(sched, t, t_prev, eta)  # (B,) float64; checks eta and the pairs
+    t, t_prev = timestep_pair(sched, t, t_prev)
+    ab, ab_prev = sched.alpha_bar[t], sched.alpha_bar[t_prev]  # (B,) float64
+    dir_var = 1 - ab_prev - sigma**2
+    if bool((dir_var < -1e-12).any()):
+        raise ValueError(f"eta = {eta} is too large: sigma_t^2 > 1 - alpha_bar_prev at t = {t.tolist()}, "
+                         f"t_prev = {t_prev.tolist()}; use eta <= 1")
+    cols = torch.broadcast_tensors(ab.sqrt(), (1 - ab).sqrt(), ab_prev.sqrt(), dir_var.clamp(min=0).sqrt(), sigma)
+    return torch.stack(cols, dim=1)
+
+
+def ddim_update(x_t: Tensor, eps: Tensor, c, noise: Tensor | None = None) -> Tensor:
+    """Eq. 12 with the coefficients c = (sqrt(ab_t), sqrt(1 - ab_t), sqrt(ab_prev), dir, sigma_t) of
+    `ddim_coefficients`, each a Python float or a (B, 1, ...) tensor in x_t's dtype and device:
+
+        x0_pred = (x_t - sqrt(1 - ab_t) eps) / sqrt(ab_t);   x_prev = sqrt(ab_prev) x0_pred + dir eps + sigma_t noise
+    """
+    x0_pred = (x_t - c[1] * eps) / c[0]
+    x_prev = c[2] * x0_pred + c[3] * eps
+    return x_prev + c[4] * noise if noise is not None else x_prev
+
+
 def ddim_step(sched: Schedule, x_t: Tensor, eps: Tensor, t: int | Tensor, t_prev: int | Tensor,
               eta: float = 0.0, noise: Tensor | None = None) -> Tensor:
     """One step of the DDIM sigma-family (Song et al. 2021, eq. 12), ab = alpha_bar:
@@ -83,8 +113,8 @@ def ddim_step(sched: Schedule, x_t: Tensor, eps: Tensor, t: int | Tensor, t_prev
         x0_pred    = (x_t - sqrt(1 - ab_t) eps) / sqrt(ab_t),      sigma_t = ddim_sigma(t, t_prev, eta)
 
     x_t, eps, noise: (B, ...); t, t_prev: ints or (B,) integer tensors with 0 <= t_prev < t <= T.
-    Coefficients are computed in float64 and cast to x_t's dtype. At t_prev = 0 (ab_prev = 1) the
-    step returns x0_pred exactly. eta > 1 is allowed only while sigma_t^2 <= 1 - ab_prev.
+    Coefficients are computed in float64 (`ddim_coefficients`) and cast to x_t's dtype. At t_prev = 0
+    (ab_prev = 1) the step returns x0_pred exactly. eta > 1 is allowed only while sigma_t^2 <= 1 - ab_prev.
     """
     if eps.shape != x_t.shape:
         raise ValueError(f"eps shape {tuple(eps.shape)} must equal x_t shape {tuple(x_t.shape)}")
@@ -94,17 +124,10 @@ def ddim_step(sched: Schedule, x_t: Tensor, eps: Tensor, t: int | Tensor, t_prev
     if len(t_idx) not in (1, x_t.shape[0]) or len(t_prev_idx) not in (1, x_t.shape[0]):
         raise ValueError(f"t and t_prev must be ints or have shape (B,) = ({x_t.shape[0]},), "
                          f"got {tuple(t_idx.shape)} and {tuple(t_prev_idx.shape)}")
-    sigma = ddim_sigma(sched, t_idx, t_prev_idx, eta)  # (B,) float64
-    if noise is None and bool((sigma > 0).any()):
+    c = ddim_coefficients(sched, t_idx, t_prev_idx, eta)  # (B or 1, 5) float64
+    if noise is None and bool((c[:, 4] > 0).any()):
         raise ValueError(f"eta = {eta} > 0 makes the step stochastic: pass noise ~ N(0, I) of x_t's shape")
-    ab, ab_prev = sched.alpha_bar[t_idx], sched.alpha_bar[t_prev_idx]  # (B,) float64
-    dir_var = 1 - ab_prev - sigma**2
-    if bool((dir_var < -1e-12).any()):
-        raise ValueError(f"eta = {eta} is too large: sigma_t^2 > 1 - alpha_bar_prev at t = {t_idx.tolist()}, "
-                         f"t_prev = {t_prev_idx.tolist()}; use eta <= 1")
-    x0_pred = (x_t - per_row((1 - ab).sqrt(), x_t) * eps) / per_row(ab.sqrt(), x_t)
-    x_prev = per_row(ab_prev.sqrt(), x_t) * x0_pred + per_row(dir_var.clamp(min=0).sqrt(), x_t) * eps
-    return x_prev + per_row(sigma, x_t) * noise if noise is not None else x_prev
+    return ddim_update(x_t, eps, [per_row(col, x_t) for col in c.T], noise)
 
 
 @torch.no_grad()
@@ -124,11 +147,12 @@ def ddim_sample(eps_model: EpsModel, sched: Schedule, x_T: Tensor, steps: int = 
     grid = resolve_grid(sched.T, steps, spacing, grid)
     _check_noise(noise, len(grid) - 1, x_T)
     model, x = guided(eps_model, guidance), x_T
+    coefs = ddim_coefficients(sched, grid[:-1], grid[1:], eta).tolist()  # (S, 5): checked once, not per step
     for i, (t_int, t_prev) in enumerate(tqdm(step_pairs(grid), disable=not progress, desc="DDIM")):
         t = t_batch(t_int, x)
         eps = model(x, t, context)
         z = _draw(noise, i, x, generator) if eta > 0 else None
-        x_prev = ddim_step(sched, x, eps, t_int, t_prev, eta, z)
+        x_prev = ddim_update(x, eps, coefs[i], z)
         if callback is not None:
             callback({"i": i, "t": t_int, "t_prev": t_prev, "x_t": x, "eps": eps,
                       "x0_pred": predict_x0(sched, x, t, eps), "x_prev": x_prev})

@@ -27,7 +27,7 @@ def classifier_guidance_table(model, classifier, label_names: list[str], scales:
             g = torch.Generator().manual_seed(seed)
             x_T = standard_normal((n, 3, 32, 32), null, g)
             eps = classifier_guidance(unconditional, classifier, k, s, model.schedule)
-            x = ddim_sample(eps, model.schedule, x_T, steps)
+            x = ddim_sample(eps, model.schedule, x_T, steps).cpu()
             rows.append({"scale": s, "label": name, "hit_rate": sum(background_of(xi) == name for xi in x) / n})
     print_table(f"Classifier guidance on the unconditional model: fraction of {n} samples with the requested "
                  f"background (DDIM {steps} steps)", ["scale", *label_names, "mean"],
@@ -38,7 +38,7 @@ def classifier_guidance_table(model, classifier, label_names: list[str], scales:
 
 def _cli(o: dict) -> list[dict]:
     model = diffusion_model(o)
-    clf = pretrained.load(o["classifier"], kind="NoisyClassifier")
+    clf = pretrained.load(o["classifier"], kind="NoisyClassifier", device=o["device"])
     if clf.info.get("kind") != "background":
         raise ValueError(f"{o['classifier']} predicts {clf.info.get('kind')!r}; this table needs a background "
                          "classifier")

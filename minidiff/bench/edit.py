@@ -24,6 +24,7 @@ updated first (the paper's equations as written). All use DDIM with classifier-f
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +65,11 @@ class EditCases:
     keep: Tensor
     blend_source: list[list[str]]
     blend_target: list[list[str]]
+
+    def to(self, device) -> EditCases:
+        """The same cases with their images and masks on `device`."""
+        return dataclasses.replace(self, source=self.source.to(device), target=self.target.to(device),
+                                   keep=self.keep.to(device))
 
 
 def make_cases(edits: list[tuple[Scene, str, str]]) -> EditCases:
@@ -199,7 +205,7 @@ def edit_benchmark(model, n: int = 120, w: float = 3.0, steps: int = 50, seed: i
                    methods: tuple[str, ...] | None = None, figure: str | None = None,
                    edict_steps: int | None = None) -> list[dict]:
     """Print the edit table (overall and per edit kind) and return its rows; save an example figure."""
-    cases = edit_cases(n, seed)
+    cases = edit_cases(n, seed).to(next(model.parameters()).device)
     results = edit_methods(model, cases, w, steps, seed, methods=methods, edict_steps=edict_steps)
     rows = []
     ref = {"rendered target (ceiling)": cases.target, "source unchanged (no edit)": cases.source}

@@ -27,23 +27,24 @@ from ..metrics import feature_fid, kernel_distance, psnr, ssim
 from ..nn.classifiers import features, predict
 from ..nn.diffusion_model import generate
 from ..training import pretrained
-from .tables import BenchCommand, print_table
+from .tables import BenchCommand, model_heldout, print_table
 
 LDM_F4_KL_PSNR = 27.5  # Rombach et al. 2022, Table 8: KL-regularised f = 4 autoencoder, 256x256 ImageNet
 
 
 @torch.no_grad()
-def autoencoder_table(names: tuple[str, ...] = ("cifar10_ae", "celeba_ae"), n: int = 1000) -> list[dict]:
+def autoencoder_table(names: tuple[str, ...] = ("cifar10_ae", "celeba_ae"), n: int = 1000,
+                      device: str | torch.device = "cpu") -> list[dict]:
     """PSNR / SSIM (mean +- std over images) of each autoencoder's reconstruction of n held-out images."""
     rows = []
     for name in names:
         if not pretrained.available(name):
             print(f"{name}: not in {pretrained.checkpoint_dir()}; skipped")
             continue
-        ae = pretrained.load(name, kind="Autoencoder")
+        ae = pretrained.load(name, kind="Autoencoder", device=device)
         dataset = ae.info.get("train_config", {}).get("dataset", name.removesuffix("_ae"))
         size = ae.info.get("train_config", {}).get("image_size", 32)
-        x, _ = heldout(dataset, n, size)
+        x = heldout(dataset, n, size)[0].to(device)
         rec = torch.cat([ae(x[i:i + 250]) for i in range(0, len(x), 250)])
         p, s = psnr(rec, x), ssim(rec, x)
         rows.append({"row": f"{name} ({dataset} test, {len(x)} images, {size}x{size})", "psnr": p.mean().item(),
@@ -62,7 +63,7 @@ def conditional_accuracy(clf, x: Tensor, captions: list[str]) -> float:
     CIFAR-10, and for CelebA the mean over the attributes each caption states."""
     pred = predict(clf, x)
     if clf.cfg.kind == "multiclass":
-        want = torch.tensor([clf.cfg.labels.index(c.split()[-1]) for c in captions])
+        want = torch.tensor([clf.cfg.labels.index(c.split()[-1]) for c in captions], device=pred.device)
         return (pred == want).double().mean().item()
     hits, total = 0, 0
     for p, c in zip(pred.tolist(), captions, strict=True):
@@ -72,10 +73,10 @@ def conditional_accuracy(clf, x: Tensor, captions: list[str]) -> float:
     return hits / total
 
 
-def _model_and_judge(checkpoint: str, classifier: str):
+def _model_and_judge(checkpoint: str, classifier: str, device: str | torch.device = "cpu"):
     """The latent model and its data set's evaluation classifier, or a clear error for any other pair."""
-    model = pretrained.load(checkpoint, kind="DiffusionModel")
-    clf = pretrained.load(classifier, kind="ImageClassifier")
+    model = pretrained.load(checkpoint, kind="DiffusionModel", device=device)
+    clf = pretrained.load(classifier, kind="ImageClassifier", device=device)
     dataset = model.data.get("name")
     if dataset not in ("cifar10", "celeba") or clf.cfg.dataset != dataset:
         raise ValueError(f"the quality table judges a CIFAR-10 or CelebA model with that data set's classifier; got "
@@ -84,15 +85,15 @@ def _model_and_judge(checkpoint: str, classifier: str):
 
 
 def quality_table(checkpoint: str, classifier: str, n: int = 500, w: float = 3.0, steps: int = 25,
-                  seed: int = 0) -> list[dict]:
+                  seed: int = 0, device: str | torch.device = "cpu") -> list[dict]:
     """Classifier accuracy, classifier-FID and classifier-KID of samples vs the held-out set (see module doc)."""
-    model, clf = _model_and_judge(checkpoint, classifier)
+    model, clf = _model_and_judge(checkpoint, classifier, device)
     dataset = model.data["name"]
-    x_test, captions = heldout(dataset, n, model.data["image_size"])
+    x_test, captions = model_heldout(model, n)
     f_test = features(clf, x_test)
     train = load_dataset(dataset, "train", image_size=model.data["image_size"])
     idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:n]
-    x_train = to_float(train.images[idx])
+    x_train = to_float(train.images[idx]).to(device)
     rows = []
 
     def add(name: str, x: Tensor, caps: list[str], seconds: float = 0.0) -> None:
@@ -107,7 +108,7 @@ def quality_table(checkpoint: str, classifier: str, n: int = 500, w: float = 3.0
     add(f"{checkpoint}: DDIM {steps} steps, w = {w}", generate(model, captions, w, steps, seed),
         captions, time.perf_counter() - t0)
     torch.manual_seed(seed)
-    fresh = type(model).from_config(model.config()).eval()  # freshly initialised weights
+    fresh = type(model).from_config(model.config()).eval().to(device)  # freshly initialised weights
     if model.latent:
         fresh.attach_autoencoder(model.autoencoder)
     add("untrained model of the same architecture (ceiling)", generate(fresh, captions, w, steps, seed,
@@ -123,9 +124,9 @@ def quality_table(checkpoint: str, classifier: str, n: int = 500, w: float = 3.0
 
 
 AUTOENCODER = BenchCommand("autoencoder", "held-out reconstruction PSNR/SSIM of the shipped autoencoders",
-                           lambda o: autoencoder_table(n=o["n"]), dict(n=1000))
+                           lambda o: autoencoder_table(n=o["n"], device=o["device"]), dict(n=1000))
 QUALITY = BenchCommand("quality", "classifier accuracy, classifier-FID and -KID of a latent model's samples "
                        "(e.g. --checkpoint cifar10 --classifier cifar10_classifier)",
                        lambda o: quality_table(o["checkpoint"], o["classifier"], n=o["n"], w=o["w"][0],
-                                               steps=o["steps"][0], seed=o["seed"]),
+                                               steps=o["steps"][0], seed=o["seed"], device=o["device"]),
                        dict(n=500, w=[3.0], steps=[25], checkpoint="cifar10", classifier="cifar10_classifier"))

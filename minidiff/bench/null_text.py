@@ -6,20 +6,19 @@ import time
 
 import torch
 
-from ..datasets import heldout
 from ..guidance import Guidance
 from ..inversion import ddim_invert
 from ..metrics import psnr
 from ..null_text import null_text_invert, null_text_sample
 from ..samplers import ddim_sample
-from .tables import BenchCommand, diffusion_model, print_table
+from .tables import BenchCommand, diffusion_model, model_heldout, print_table
 
 
 def null_text_table(model, n: int = 16, ws: tuple[float, ...] = (3.0, 7.5), steps: int = 50,
                     lrs: tuple[float, ...] = (1e-2, 1e-1), inner_steps: int = 10, seed: int = 0) -> list[dict]:
     """Reconstruction PSNR of DDIM inversion vs null-text inversion under guidance w (n held-out scenes):
     the w = 1 pivot, then per w DDIM inversion with that w and null-text inversion per Adam learning rate."""
-    x0, caps = heldout("shapes", n, seed=seed)
+    x0, caps = model_heldout(model, n, seed)
     ctx = model.encode_text(caps)
     with torch.no_grad():
         rec = ddim_sample(model, model.schedule, ddim_invert(model, model.schedule, x0, steps, ctx), steps, context=ctx)

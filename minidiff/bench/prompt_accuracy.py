@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from torch import Tensor
 
 from ..datasets import heldout
@@ -23,14 +24,15 @@ ATTRIBUTES = ("colour", "shape", "position", "background", "correct")
 
 
 def prompt_accuracy_table(checkpoint: str = "shapes", n: int = 200, ws: tuple[float, ...] = (3.0,),
-                          steps: int = 50, seed: int = 0, figure: str | Path | None = None) -> list[dict]:
+                          steps: int = 50, seed: int = 0, figure: str | Path | None = None,
+                          device: str | torch.device = "cpu") -> list[dict]:
     """Print (and return) the prompt-accuracy table for each guidance scale in `ws`; save a figure of the first
-    32 samples per w."""
-    model = pretrained.load(checkpoint, kind="DiffusionModel")
+    32 samples per w. The model samples on `device`."""
+    model = pretrained.load(checkpoint, kind="DiffusionModel", device=device)
     renders, prompts = heldout("shapes", n, seed=seed)
     rows = [{"row": "exact renders (checker ceiling)", **check_batch(renders, prompts)}]
     for w in ws:
-        x = generate(model, prompts, w, steps, seed)
+        x = generate(model, prompts, w, steps, seed).cpu()
         rows.append({"row": f"model, DDIM {steps} steps, w = {w}", **check_batch(x, prompts)})
         for k in (1, 2):  # binding colour/shape to position is the hard part of two-object prompts
             sel = [i for i, p in enumerate(prompts) if (p.count(" and a ") + 1) == k]
@@ -53,5 +55,5 @@ def _figure(x: Tensor, prompts: list[str], path: Path) -> None:
 PROMPT_ACCURACY = BenchCommand(
     "prompt-accuracy", "checker-judged samples of held-out prompts",
     lambda o: prompt_accuracy_table(o["checkpoint"], n=o["n"], ws=tuple(o["w"]), steps=o["steps"][0], seed=o["seed"],
-                                    figure=Path(o["out"]) / "prompt_accuracy.png"),
+                                    figure=Path(o["out"]) / "prompt_accuracy.png", device=o["device"]),
     dict(n=200, w=[3.0], steps=[50]))

@@ -34,15 +34,18 @@ def reconstruction_mse(x: Tensor, x0: Tensor) -> Tensor:
 
 
 def model_heldout(model, n: int, seed: int = 0) -> tuple[Tensor, list[str]]:
-    """(images, captions) of n held-out items of the data set a model was trained on (`datasets.heldout`)."""
-    return heldout(model.data.get("name", "shapes"), n, model.data.get("image_size", 32), seed=seed)
+    """(images, captions) of n held-out items of the data set a model was trained on (`datasets.heldout`), the
+    images on the model's device."""
+    images, captions = heldout(model.data.get("name", "shapes"), n, model.data.get("image_size", 32), seed=seed)
+    return images.to(next(model.parameters()).device), captions
 
 
 @dataclass(frozen=True)
 class BenchCommand:
     """One `python -m minidiff bench NAME` table: its help line, its own defaults for the shared options
     (n, w, steps, ...; checkpoint "shapes" unless it says otherwise), and `run(options)`, called with those
-    defaults overridden by what the user gave (options given as None are left out)."""
+    defaults overridden by what the user gave (options given as None are left out). options["device"] (the CPU
+    unless given) is where the models are loaded and the table runs."""
 
     name: str
     help: str
@@ -50,9 +53,10 @@ class BenchCommand:
     defaults: dict = field(default_factory=dict)
 
     def __call__(self, given: dict) -> object:
-        return self.run({"checkpoint": "shapes", **self.defaults, **{k: v for k, v in given.items() if v is not None}})
+        return self.run({"checkpoint": "shapes", "device": "cpu", **self.defaults,
+                         **{k: v for k, v in given.items() if v is not None}})
 
 
 def diffusion_model(options: dict):
     """The diffusion model a table's --checkpoint names (an autoencoder or classifier checkpoint is refused)."""
-    return pretrained.load(options["checkpoint"], kind="DiffusionModel")
+    return pretrained.load(options["checkpoint"], kind="DiffusionModel", device=options.get("device", "cpu"))

@@ -131,7 +131,7 @@ def check(image: torch.Tensor, prompt: str | dict) -> dict:
     (everything right).
     """
     spec = parse_caption(prompt) if isinstance(prompt, str) else prompt
-    image = torch.as_tensor(image)
+    image = torch.as_tensor(image).cpu()  # the checker works on the CPU, wherever the image was made
     if tuple(image.shape) != (3, SIZE, SIZE):
         raise ValueError(f"expected one image of shape (3, {SIZE}, {SIZE}) in [-1, 1], "
                          f"got shape {tuple(image.shape)}")

@@ -108,6 +108,13 @@ class DiffusionModel(nn.Module):
             return z
         return self._need_ae().from_latent(z)
 
+    def _apply(self, fn, *args, **kwargs):
+        """.to(device), .float(), .cuda(), ... also move the attached autoencoder (not a registered submodule)."""
+        super()._apply(fn, *args, **kwargs)
+        if self.autoencoder is not None:
+            self.autoencoder._apply(fn, *args, **kwargs)
+        return self
+
     def _need_ae(self):
         if self.autoencoder is None:
             name = self.data["autoencoder"]["name"]

@@ -210,7 +210,8 @@ class UNet(nn.Module):
         """x_t: (B, C, H, W), t: (B,) integer, context: (B, L, D) or None.
 
         Returns eps (B, C, H, W), or (eps, h) if `return_h`, where h is the
-        middle-block output (B, C_mid, H_mid, W_mid) *before* `h_delta` is added.
+        middle-block output (B, C_mid, H_mid, W_mid) *before* `h_delta` is added. eps has x_t's dtype also under
+        autocast (`devices.autocast`), so the samplers' updates stay in the images' precision.
         """
         self._check_inputs(x_t, t, context)
         # the sinusoids are float32; cast them to the model dtype so that model.double() works
@@ -234,7 +235,7 @@ class UNet(nn.Module):
                 x = module(x, emb, context, t)
             else:
                 x = module(x)  # (B, C, 2H, 2W)
-        eps = self.conv_out(F.silu(self.norm_out(x)))  # (B, C_out, H, W)
+        eps = self.conv_out(F.silu(self.norm_out(x))).to(x_t.dtype)  # (B, C_out, H, W)
         return (eps, h) if return_h else eps
 
     def _check_inputs(self, x_t: Tensor, t: Tensor, context: Tensor | None) -> None:

@@ -196,9 +196,10 @@ def _json(text: str, where: Path) -> dict:
     return meta
 
 
-def load_model(path: str | os.PathLike, verify: bool = True) -> Checkpointable:
-    """Rebuild a model from a checkpoint (PATH, PATH.safetensors or its copy PATH.json), float32, eval mode.
-    `verify` checks the sha256 (content hash, or the weights file's hash for the first format)."""
+def load_model(path: str | os.PathLike, verify: bool = True, device: str | torch.device = "cpu") -> Checkpointable:
+    """Rebuild a model from a checkpoint (PATH, PATH.safetensors or its copy PATH.json), float32, eval mode, on
+    `device`. `verify` checks the sha256 (content hash, or the weights file's hash for the first format) of the
+    tensors as read from the file, before they are moved."""
     st = checkpoint_path(path)
     meta = read_metadata(st)
     tensors = read_tensors(st)
@@ -211,7 +212,7 @@ def load_model(path: str | os.PathLike, verify: bool = True) -> Checkpointable:
     except RuntimeError as e:  # missing, unexpected or mis-shaped tensors
         raise ValueError(f"the tensors of {st} do not fit the architecture of its config: {e}") from e
     model.info, model.sha256 = meta.get("info", {}), meta.get("sha256")
-    return model.float().eval()
+    return model.float().eval().to(device)
 
 
 def _verify(st: Path, meta: dict, tensors: dict[str, Tensor]) -> None:

@@ -9,9 +9,11 @@
 
 What each model learns is its task's (`training.tasks`): L_simple for diffusion, the KL autoencoder's loss,
 the classifier's cross-entropy. Atomic checkpoints (`training.checkpoint`) mean a run killed with SIGKILL and
-resumed ends with exactly the weights of an uninterrupted run. Under `torchrun`, each process takes a slice of
-every global batch and gradients are averaged with one explicit all-reduce (data parallelism written out, gloo
-on the CPU).
+resumed ends with exactly the weights of an uninterrupted run. Under `torchrun` (one or several nodes), each
+process takes its slice of every global batch and torch's DistributedDataParallel averages the gradients (NCCL on
+CUDA, gloo on the CPU), so a run's result does not depend on the number of processes. `cfg.device` (auto: CUDA,
+else MPS, else CPU; each process of a CUDA run takes cuda:LOCAL_RANK) is where the model trains; data stays on
+the CPU and each batch is moved.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ try:
 except ImportError:  # pragma: no cover (Windows: runs are not locked)
     fcntl = None
 
+from ..devices import autocast, resolve_device
 from .checkpoint import (
     load_train_state,
     model_metadata,
@@ -81,6 +84,8 @@ class TrainConfig:
     ckpt_every: int = 100
     sample_every: int = 500
     seed: int = 0
+    device: str = "auto"             # auto (CUDA, else MPS, else CPU) | cpu | cuda | cuda:N | mps
+    precision: str = "fp32"          # fp32 | bf16 (autocast of the forward pass; pays on GPUs, see benchmarks/)
     out: str = "runs/shapes"
 
     def __post_init__(self) -> None:
@@ -106,7 +111,11 @@ RULES = (
     ("grad_clip", lambda v: v is None or (_FINITE(v) and v > 0), "a finite number > 0, or off (no clipping)"),
     ("ema_decay", lambda v: 0 <= v < 1, "in [0, 1) (0.999 is usual)"),
     ("p_uncond", lambda v: 0 <= v <= 1, "a probability in [0, 1]"),
+    ("device", lambda v: v in ("auto", "cpu", "cuda", "mps") or (v.startswith("cuda:") and v[5:].isdigit()),
+     "auto, cpu, cuda, cuda:N or mps"),
+    ("precision", lambda v: v in ("fp32", "bf16"), "fp32 or bf16"),
 )
+RESUMABLE_ELSEWHERE = ("steps", "out", "sample_every", "device")  # may change when a run is resumed
 
 
 def check_train_config(cfg: TrainConfig) -> None:
@@ -155,25 +164,43 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
 
 # ---- the loop -----------------------------------------------------------------------------------
 
-def _dist() -> tuple[int, int]:
-    """(rank, world size); initialises gloo when launched by torchrun."""
+def train_device(cfg: TrainConfig) -> torch.device:
+    """cfg.device resolved (`devices.resolve_device`); under torchrun on CUDA, process k takes cuda:LOCAL_RANK."""
+    device = resolve_device(cfg.device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return device
+
+
+def _dist(device: torch.device) -> tuple[int, int]:
+    """(rank, world size); joins the process group when launched by torchrun (NCCL on CUDA, else gloo)."""
     if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1:
         if not dist.is_initialized():
-            dist.init_process_group("gloo")
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
 
 
-def _all_reduce_grads(params: list[torch.nn.Parameter], world: int) -> None:
-    """Average gradients over processes: one flat buffer, one all-reduce."""
-    grads = [p.grad for p in params]
-    flat = torch.cat([g.flatten() for g in grads])
-    dist.all_reduce(flat)
-    flat /= world
-    i = 0
-    for g in grads:
-        g.copy_(flat[i:i + g.numel()].view_as(g))
-        i += g.numel()
+class TaskLoss(torch.nn.Module):
+    """The model with its task's loss as forward(idx, gen, part): what DistributedDataParallel wraps, so that the
+    forward pass it prepares its gradient all-reduce for is the one the loss runs."""
+
+    def __init__(self, model: torch.nn.Module, batch_loss: BatchLoss):
+        super().__init__()
+        self.model, self.batch_loss = model, batch_loss
+
+    def forward(self, idx: Tensor, gen: torch.Generator, part: slice) -> Tensor:
+        return self.batch_loss(idx, gen, part)
+
+
+def data_parallel(model: torch.nn.Module, batch_loss: BatchLoss, world: int) -> BatchLoss:
+    """`batch_loss` itself for one process; else through torch's DistributedDataParallel, which averages the
+    gradients over the processes during backward (inputs stay where they are: device_ids=None)."""
+    if world == 1:
+        return batch_loss
+    return torch.nn.parallel.DistributedDataParallel(TaskLoss(model, batch_loss), device_ids=None)
 
 
 def fit(cfg: TrainConfig, model: torch.nn.Module, batch_loss: BatchLoss, n: int, export: Export,
@@ -183,7 +210,8 @@ def fit(cfg: TrainConfig, model: torch.nn.Module, batch_loss: BatchLoss, n: int,
     The run folder is locked while training (`run_lock`). Re-running a finished run trains nothing and re-exports
     the model if its export is missing or older than the training state. `_kill_at_step` (tests only) SIGKILLs
     the process right after that step. Returns the run folder."""
-    rank, world = _dist()
+    device = next(model.parameters()).device
+    rank, world = _dist(device)
     out = Path(cfg.out)
     with run_lock(out) if rank == 0 else contextlib.nullcontext():
         ema = copy.deepcopy(model).requires_grad_(False).eval()
@@ -194,10 +222,11 @@ def fit(cfg: TrainConfig, model: torch.nn.Module, batch_loss: BatchLoss, n: int,
             return _finished(out, step, ema, export, rank)
         bar = tqdm(total=cfg.steps, initial=step, disable=not progress or rank > 0, desc=f"train {cfg.task}")
         t0, params = time.time(), [p for p in model.parameters() if p.requires_grad]
+        loss_fn = data_parallel(model, batch_loss, world)
         while step < cfg.steps:
-            loss, gnorm = _step(cfg, model, ema, opt, params, batch_loss(batch_indices(step, cfg.batch_size, n,
-                                                                                       cfg.seed),
-                                                                         gen, slice(rank, None, world)), step, world)
+            with autocast(device, cfg.precision):
+                loss = loss_fn(batch_indices(step, cfg.batch_size, n, cfg.seed), gen, slice(rank, None, world))
+            loss, gnorm = _step(cfg, model, ema, opt, params, loss, step, world)
             step += 1
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}")
@@ -268,24 +297,27 @@ def _start(state_path: Path, cfg: TrainConfig, model, ema, opt, gen, resume: boo
 
 
 def _step(cfg: TrainConfig, model, ema, opt, params: list, loss: Tensor, step: int, world: int) -> tuple[float, float]:
-    """One optimiser step on `loss` at `step`: lr schedule, backward, all-reduce, clipping, AdamW, EMA.
-    Returns (loss, gradient norm before clipping)."""
+    """One optimiser step on `loss` at `step`: lr schedule, backward (DDP averages the gradients over the
+    processes), clipping, AdamW, EMA. Returns (the global batch's loss, gradient norm before clipping)."""
     for g in opt.param_groups:
         g["lr"] = lr_at(cfg, step)
     opt.zero_grad(set_to_none=False)
     loss.backward()
-    if world > 1:
-        _all_reduce_grads(params, world)
     gnorm = torch.nn.utils.clip_grad_norm_(params, math.inf if cfg.grad_clip is None else cfg.grad_clip)
     opt.step()
     ema_update(ema, model, min(cfg.ema_decay, (1 + step) / (10 + step)))
+    loss = loss.detach().float()
+    if world > 1:  # log the mean over the processes' parts: the loss of the whole global batch
+        dist.all_reduce(loss)
+        loss /= world
     return loss.item(), gnorm.item()
 
 
 def _checkpoint(path, cfg, model, ema, opt, gen, step) -> None:
     opt_tensors, opt_json = optimizer_to_flat(opt)
-    tensors = {**{f"model.{k}": v for k, v in model.state_dict().items()},
-               **{f"ema.{k}": v for k, v in ema.state_dict().items()}, **opt_tensors,
+    tensors = {**{f"model.{k}": v.cpu() for k, v in model.state_dict().items()},
+               **{f"ema.{k}": v.cpu() for k, v in ema.state_dict().items()},
+               **{k: v.cpu() for k, v in opt_tensors.items()},
                "rng.gen": gen.get_state(), "rng.torch": torch.get_rng_state()}
     save_train_state(path, tensors, {"step": step, "config": asdict(cfg), "optim": opt_json,
                                      "model": model_metadata(ema)})
@@ -293,7 +325,7 @@ def _checkpoint(path, cfg, model, ema, opt, gen, step) -> None:
 
 def _restore(path, cfg, model, ema, opt, gen) -> int:
     tensors, state = load_train_state(path)
-    saved = {k: v for k, v in state["config"].items() if k not in ("steps", "out", "sample_every")}
+    saved = {k: v for k, v in state["config"].items() if k not in RESUMABLE_ELSEWHERE}
     now = {k: v for k, v in asdict(cfg).items() if k in saved}
     if saved != now:
         diff = {k: (saved[k], now[k]) for k in saved if saved[k] != now.get(k)}

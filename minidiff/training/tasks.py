@@ -45,7 +45,7 @@ from .checkpoint import (
     save_train_state,
 )
 from .classifiers import augment, classifier_loss
-from .loop import STATE, TrainConfig, fit
+from .loop import STATE, TrainConfig, fit, train_device
 
 UNET_PRESETS = ("shapes_small", "tiny", "latent_small")
 
@@ -71,9 +71,9 @@ def build_model(cfg: TrainConfig, captions: list[str], ae=None) -> DiffusionMode
     return model.attach_autoencoder(ae, ae.sha256) if ae is not None else model
 
 
-def load_autoencoder(name: str):
-    """The autoencoder checkpoint `name` (a path or a shipped name), float32, frozen."""
-    ae = pretrained.load(name)
+def load_autoencoder(name: str, device: torch.device | str = "cpu"):
+    """The autoencoder checkpoint `name` (a path or a shipped name), float32, frozen, on `device`."""
+    ae = pretrained.load(name, device=device)
     if type(ae).__name__ != "Autoencoder":
         raise ValueError(f"--autoencoder {name!r} is a {type(ae).__name__} checkpoint, not an Autoencoder")
     return ae.requires_grad_(False)
@@ -83,7 +83,8 @@ def load_autoencoder(name: str):
 def encode_latents(ae, images: Tensor, batch: int = 500, progress: bool = True) -> Tensor:
     """z_0 = scale_factor * mean of q(z|x) for every training image, (N, C, h, w): the latent
     diffusion training set, computed once (the posterior mean, as LDM's `.mode()` option)."""
-    out = [ae.to_latent(images[i:i + batch])
+    device = next(ae.parameters()).device
+    out = [ae.to_latent(images[i:i + batch].to(device)).cpu()
            for i in tqdm(range(0, len(images), batch), disable=not progress, desc="encoding latents")]
     return torch.cat(out)
 
@@ -103,12 +104,13 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True, _kill_at
     loadable with `training.checkpoint.load_model`), log.jsonl, config.json, and for diffusion
     samples_*.png. `_kill_at_step` (tests only) SIGKILLs the process right after that step.
     """
+    device = train_device(cfg)  # checked before any data is loaded
     torch.manual_seed(cfg.seed)
     images, captions = training_data(cfg)
     tasks = {"diffusion": _diffusion_task, "autoencoder": _autoencoder_task, "classifier": _classifier_task}
     if cfg.task not in tasks:
         raise ValueError(f"unknown task {cfg.task!r}; expected one of {sorted(tasks)}")
-    model, batch_loss, export = tasks[cfg.task](cfg, images, captions)
+    model, batch_loss, export = tasks[cfg.task](cfg, images, captions, device)
     return fit(cfg, model, batch_loss, len(images), export, resume, progress, _kill_at_step)
 
 
@@ -118,13 +120,13 @@ def _loss(model: DiffusionModel, x0: Tensor, tok: Tensor, null_tok: Tensor, p_un
     probability p_uncond. The noise (dropout, t, eps) is drawn for the whole global batch
     from one generator that every process holds in the same state, so 2 processes with
     batch B/2 each follow the 1-process run with batch B."""
-    B = x0.shape[0]
+    B, device = x0.shape[0], next(model.parameters()).device
     drop = torch.rand(B, generator=gen) < p_uncond  # (B,)
     t = torch.randint(1, model.schedule.T + 1, (B,), generator=gen)  # (B,)
-    eps = torch.randn(x0.shape, generator=gen)  # (B, C, H, W)
+    eps = torch.randn(x0.shape, generator=gen)  # (B, C, H, W), drawn on the CPU: the same on every device
     tok = torch.where(drop[:, None], null_tok, tok)  # (B, L)
-    context = model.text_encoder(tok[part])
-    return L_simple(model, model.schedule, x0[part], context=context, t=t[part], eps=eps[part]).mean()
+    x0, eps, t, tok = (v[part].to(device) for v in (x0, eps, t, tok))  # this process's part, on its device
+    return L_simple(model, model.schedule, x0, context=model.text_encoder(tok), t=t, eps=eps).mean()
 
 
 def _cached_latents(ae, images: Tensor, out: Path) -> Tensor:
@@ -141,9 +143,9 @@ def _cached_latents(ae, images: Tensor, out: Path) -> Tensor:
     return z
 
 
-def _diffusion_task(cfg: TrainConfig, images: Tensor, captions: list[str]):
-    ae = load_autoencoder(cfg.autoencoder) if cfg.autoencoder else None
-    model = build_model(cfg, captions, ae)
+def _diffusion_task(cfg: TrainConfig, images: Tensor, captions: list[str], device: torch.device):
+    ae = load_autoencoder(cfg.autoencoder, device) if cfg.autoencoder else None
+    model = build_model(cfg, captions, ae).to(device)
     if ae is not None:
         images = _cached_latents(ae, images, Path(cfg.out))  # (N, C, h, w): the UNet's data x_0 is now z_0
     tokens = model.tokenizer.encode(captions)  # (N, L)
@@ -160,24 +162,24 @@ def _diffusion_task(cfg: TrainConfig, images: Tensor, captions: list[str]):
     return model, batch_loss, export
 
 
-def _autoencoder_task(cfg: TrainConfig, images: Tensor, captions: list[str]):
+def _autoencoder_task(cfg: TrainConfig, images: Tensor, captions: list[str], device: torch.device):
     """KL autoencoder: loss = L1 reconstruction + kl_weight * KL (`ae_loss`); the exported model
     carries the latent scale factor estimated on (up to) 2,000 training images."""
-    model = Autoencoder(AutoencoderConfig(kl_weight=cfg.kl_weight, base_channels=cfg.ae_channels))
+    model = Autoencoder(AutoencoderConfig(kl_weight=cfg.kl_weight, base_channels=cfg.ae_channels)).to(device)
 
     def batch_loss(idx: Tensor, gen: torch.Generator, part: slice) -> Tensor:
         torch.manual_seed(int(torch.randint(0, 2**31, (1,), generator=gen)))  # the posterior sample
-        return ae_loss(model, images[idx][part])[0]
+        return ae_loss(model, images[idx][part].to(device))[0]
 
     def export(ema, step: int) -> None:
-        probe = images[torch.linspace(0, len(images) - 1, min(2000, len(images))).long()]
+        probe = images[torch.linspace(0, len(images) - 1, min(2000, len(images))).long()].to(device)
         ema.scale_factor.fill_(estimate_scale_factor(ema, probe))
         save_model(ema, Path(cfg.out) / "model", force=True, info={"step": step, "train_config": asdict(cfg)})
 
     return model, batch_loss, export
 
 
-def _classifier_task(cfg: TrainConfig, images: Tensor, captions: list[str]):
+def _classifier_task(cfg: TrainConfig, images: Tensor, captions: list[str], device: torch.device):
     """The evaluation classifier (`nn.classifiers.ImageClassifier`): CIFAR-10 classes or CelebA caption
     attributes, cross-entropy / binary cross-entropy on augmented clean images (`training.classifiers`); the
     export records the held-out accuracy."""
@@ -189,14 +191,15 @@ def _classifier_task(cfg: TrainConfig, images: Tensor, captions: list[str]):
     test = load_dataset(cfg.dataset, "test", root=cfg.data_root, image_size=cfg.image_size)
     x_test, y_test = to_float(test.images), _classifier_targets(cfg, test)
     labels, kind = ((CIFAR10_CLASSES, "multiclass") if cfg.dataset == "cifar10" else (CELEBA_ATTRIBUTES, "multilabel"))
-    model = ImageClassifier(ImageClassifierConfig(labels, kind, cfg.classifier_width, cfg.image_size, cfg.dataset))
+    model = ImageClassifier(ImageClassifierConfig(labels, kind, cfg.classifier_width, cfg.image_size,
+                                                  cfg.dataset)).to(device)
 
     def batch_loss(idx: Tensor, gen: torch.Generator, part: slice) -> Tensor:
         x = augment(x_train[idx], gen)
-        return classifier_loss(model, x[part], y_train[idx][part])
+        return classifier_loss(model, x[part].to(device), y_train[idx][part].to(device))
 
     def export(ema, step: int) -> None:
-        acc = accuracy(ema.eval(), x_test, y_test)
+        acc = accuracy(ema.eval(), x_test.to(device), y_test.to(device))
         ema.train()
         info = {"step": step, "train_config": asdict(cfg), "test_accuracy": acc.tolist(), "labels": list(labels),
                 "n_test": len(x_test)}
