@@ -15,7 +15,7 @@ at 16x16 and 8x8, head dim 16, 8 norm groups, context dim 64).
 | EDICT / DDIM | edict_sample vs ddim_sample, 50 steps, CFG | floor 2.0x (two model calls a step) |
 | null-text / DDIM inversion | null_text_invert (10 inner steps) vs ddim_invert, 50 steps, 1 image | reported |
 | roofline | the train step's FLOP/s as a fraction of the float32 matmul FLOP/s | reported |
-| bf16 autocast | forward and sampling speed-up, and PSNR of bf16 vs fp32 samples from the same noise | reported |
+| bf16 autocast | forward speed-up (batch 16), and PSNR of bf16 vs fp32 samples from the same noise | reported |
 
 Run:  python benchmarks/speed.py                 # the CPU table (about 5 minutes on 2 cores)
       python benchmarks/speed.py --quick         # a smoke run in seconds (fewer repeats, smaller batches)
@@ -223,11 +223,39 @@ def roofline_row(ours, batch: int, repeats: int, device) -> tuple:
             rate / peak, "reported")
 
 
+def bf16_rows(model: DiffusionModel, repeats: int, device) -> list[tuple]:
+    """bf16 autocast vs float32: UNet forward speed (batch 16) and the fidelity of 4 shapes samples (25 DDIM steps,
+    CFG w = 3) drawn from the same noise: PSNR of the bf16 samples against the float32 ones, in dB."""
+    from minidiff.metrics import psnr
+
+    x, t = torch.randn(16, 3, 32, 32, device=device), torch.randint(1, 1000, (16,), device=device)
+    c = model.encode_text(["a red circle"] * 16)
+
+    def forward(low: bool):
+        with torch.no_grad(), torch.autocast(device.type, torch.bfloat16, enabled=low):
+            return model(x, t, c)
+
+    fp32, bf16 = paired_seconds([lambda: forward(False), lambda: forward(True)], repeats, device)
+    prompts = ["a red circle on the left on a gray background", "a blue square on the right on a white background",
+               "a green triangle on the top on a black background", "a yellow circle on the bottom on a gray background"]
+    x_T = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0)).to(device)
+    ctx = model.encode_text(prompts)
+    samples = []
+    for low in (False, True):
+        with torch.no_grad(), torch.autocast(device.type, torch.bfloat16, enabled=low):
+            samples.append(ddim_sample(model, model.schedule, x_T, 25, context=ctx, guidance=Guidance.of(model, 3.0)))
+    db = psnr(samples[1].float().clamp(-1, 1), samples[0].clamp(-1, 1)).mean().item()
+    return [("bf16 autocast: UNet forward, batch 16 (fp32 time / bf16 time)", f"{fp32 / bf16:.2f}x",
+             f"fp32 {16 / fp32:.1f} img/s", fp32 / bf16, "reported"),
+            ("bf16 autocast: 4 samples, DDIM 25 + CFG, PSNR vs fp32 samples", f"{db:.1f} dB", "same noise", None,
+             "reported")]
+
+
 def print_table(rows: list[tuple], title: str) -> None:
     print(f"\n{title}\n")
     print("| path | minidiff | reference | ratio | target |\n|---|---|---|---|---|")
     for name, ours, ref, ratio, target in rows:
-        print(f"| {name} | {ours} | {ref} | {ratio:.2f}x | {target} |")
+        print(f"| {name} | {ours} | {ref} | {'' if ratio is None else f'{ratio:.2f}x'} | {target} |")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -236,7 +264,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="smoke run: batch 8, 1 repeat")
-    ap.add_argument("--skip", nargs="*", default=[], choices=["unet", "ddim", "methods", "roofline"])
+    ap.add_argument("--skip", nargs="*", default=[], choices=["unet", "ddim", "methods", "roofline", "bf16"])
     args = ap.parse_args(argv)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -262,6 +290,8 @@ def main(argv: list[str] | None = None) -> None:
         rows += method_rows(shapes_model(device), max(1, repeats // 2), device)
     if "roofline" not in args.skip:
         rows += [roofline_row(ours_unet(device), batch, repeats, device)]
+    if "bf16" not in args.skip:
+        rows += bf16_rows(shapes_model(device), max(1, repeats // 2), device)
     print_table(rows, "minidiff's methods (ratio = first / second time; reference = the second)")
 
 

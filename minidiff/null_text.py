@@ -29,7 +29,7 @@ from .checks import check_data
 from .guidance import Guidance, cfg_eps
 from .inversion import ddim_invert
 from .protocols import EpsModel
-from .samplers import ddim_step
+from .samplers import ddim_coefficients, ddim_step, ddim_update
 from .schedule import Schedule, resolve_grid, step_pairs, t_batch
 
 
@@ -69,12 +69,12 @@ def optimize_null(eps_model: EpsModel, sched: Schedule, x_t: Tensor, t_int: int,
     """
     if inner_steps < 1:
         raise ValueError(f"inner_steps must be >= 1 (Adam iterations per step), got {inner_steps}")
-    t = t_batch(t_int, x_t)
+    t, c = t_batch(t_int, x_t), ddim_coefficients(sched, t_int, t_prev)[0].tolist()  # the step's 5 coefficients
     null = null.detach().requires_grad_(True)
     opt = torch.optim.Adam([null], lr=lr)
     with torch.enable_grad():  # works inside a caller's torch.no_grad()
         for used in range(1, inner_steps + 1):  # noqa: B007 (`used` is returned)
-            x_prev = ddim_step(sched, x_t, cfg_eps(eps_model(x_t, t, null), eps_c, w), t_int, t_prev)
+            x_prev = ddim_update(x_t, cfg_eps(eps_model(x_t, t, null), eps_c, w), c)  # = ddim_step(x~_t, eps~)
             per_image = F.mse_loss(x_prev, target, reduction="none").flatten(1).mean(1)  # (B,)
             (null.grad,) = torch.autograd.grad(per_image.sum(), [null])
             opt.step()

@@ -55,7 +55,7 @@ from .p2p_alignment import (
     word_columns,
     word_swap_mapper,
 )
-from .samplers import ddim_step
+from .samplers import ddim_coefficients, ddim_update
 from .schedule import check_grid, step_pairs, t_batch
 
 if TYPE_CHECKING:  # annotations only: p2p works with any tokenizer of that interface
@@ -337,6 +337,7 @@ def p2p_sample(model, controller: AttentionEdit, x_T: Tensor, guidance: Guidance
     _check_p2p_inputs(model, controller, x_T, guidance, null_embeddings)
     context = model.encode_text(controller.prompts)  # (2G, L, D)
     x = torch.cat([x_T, x_T])  # (2G, C, h, w)
+    coefs = ddim_coefficients(model.schedule, grid[:-1], grid[1:]).tolist()  # (S, 5): the DDIM steps, eta = 0
     with attention_control(model.unet, controller):
         for i, (t_int, t_prev) in enumerate(tqdm(step_pairs(grid), disable=not progress, desc="P2P")):
             t = t_batch(t_int, x)
@@ -346,7 +347,7 @@ def p2p_sample(model, controller: AttentionEdit, x_T: Tensor, guidance: Guidance
                 null = _null_rows(guidance, null_embeddings, i, 2 * G).to(context)
                 eps_u, eps_c = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([null, context])).chunk(2)
                 eps = cfg_eps(eps_u, eps_c, guidance.w)
-            x_prev = controller.after_step(ddim_step(model.schedule, x, eps, t_int, t_prev), i)
+            x_prev = controller.after_step(ddim_update(x, eps, coefs[i]), i)  # ddim_step, then local blend
             if callback is not None:
                 callback({"i": i, "t": t_int, "t_prev": t_prev, "x_t": x, "eps": eps, "x_prev": x_prev})
             x = x_prev

@@ -19,7 +19,6 @@ import torch
 from ..datasets.shapes import Scene, ShapeObject, caption, sample_scene
 from ..datasets.shapes_check import check
 from ..datasets.toy import two_moons
-from ..devices import num_threads
 from ..edict import edict_edit
 from ..elbo import elbo_terms
 from ..guidance import Guidance
@@ -41,7 +40,7 @@ def toy_figure(out: Path, steps: int = 6000, seed: int = 0) -> dict:
     sched = Schedule.linear(1000)
     data = two_moons(20_000, g)
     model, losses = train_toy(data, sched, steps=steps, seed=seed)
-    with torch.no_grad(), num_threads(1):  # a tiny MLP: one thread is faster (devices.num_threads)
+    with torch.no_grad():
         x = ddpm_sample(model, sched, torch.randn(2000, 2, generator=g), generator=g, progress=True)
         terms = elbo_terms(model, sched, data[:1000], discrete=False, generator=g)
     fig, ax = plt.subplots(1, 4, figsize=(16, 3.8))

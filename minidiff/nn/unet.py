@@ -161,6 +161,13 @@ def _transformer(ch: int, cfg: UNetConfig) -> SpatialTransformer:
     )
 
 
+def channels_last(x: torch.Tensor) -> torch.Tensor:
+    """x (B, C, H, W) stored as (B, H, W, C) on the CPU and CUDA (same values, other strides): oneDNN's and cuDNN's
+    convolutions are faster in this layout (1.3-1.5x for the shapes UNet's forward on the project CPU,
+    benchmarks/speed.py) and the attention blocks' (B, C, H, W) -> (B, HW, C) becomes a view, not a copy."""
+    return x.contiguous(memory_format=torch.channels_last) if x.device.type in ("cpu", "cuda") else x
+
+
 class UNet(nn.Module):
     """Epsilon-model eps_theta(x_t, t, context) (Ho et al. 2020; Rombach et al. 2022)."""
 
@@ -216,7 +223,7 @@ class UNet(nn.Module):
         self._check_inputs(x_t, t, context)
         # the sinusoids are float32; cast them to the model dtype so that model.double() works
         emb = self.time_mlp(timestep_embedding(t, self.cfg.base_channels).to(x_t.dtype))  # (B, emb_dim)
-        x = self.conv_in(x_t)  # (B, base, H, W)
+        x = self.conv_in(channels_last(x_t))  # (B, base, H, W), stored (B, H, W, base): see `channels_last`
         skips = [x]
         for module in self.down:
             x = module(x, emb, context, t) if isinstance(module, Block) else module(x)
@@ -235,7 +242,7 @@ class UNet(nn.Module):
                 x = module(x, emb, context, t)
             else:
                 x = module(x)  # (B, C, 2H, 2W)
-        eps = self.conv_out(F.silu(self.norm_out(x))).to(x_t.dtype)  # (B, C_out, H, W)
+        eps = self.conv_out(F.silu(self.norm_out(x))).to(x_t.dtype).contiguous()  # (B, C_out, H, W)
         return (eps, h) if return_h else eps
 
     def _check_inputs(self, x_t: Tensor, t: Tensor, context: Tensor | None) -> None:
