@@ -237,7 +237,8 @@ def bf16_rows(model: DiffusionModel, repeats: int, device) -> list[tuple]:
 
     fp32, bf16 = paired_seconds([lambda: forward(False), lambda: forward(True)], repeats, device)
     prompts = ["a red circle on the left on a gray background", "a blue square on the right on a white background",
-               "a green triangle on the top on a black background", "a yellow circle on the bottom on a gray background"]
+               "a green triangle on the top on a black background",
+               "a yellow circle on the bottom on a gray background"]
     x_T = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0)).to(device)
     ctx = model.encode_text(prompts)
     samples = []
