@@ -61,7 +61,8 @@ def test_bench_edict_prints_an_exact_edict_round_trip(capsys):
 
 def test_bench_lists_exactly_the_registered_tables_and_each_runs_with_its_own_defaults(capsys):
     """`bench`'s choices are the registry's names; a table gets its own defaults, overridden by given options
-    (None means not given), and checkpoint 'shapes' unless the table says otherwise."""
+    (None means not given), checkpoint 'shapes' unless the table says otherwise, and device 'cpu' unless given
+    (the CLI's --device, resolved)."""
     from minidiff.bench.registry import TABLES
     from minidiff.bench.tables import BenchCommand
 
@@ -72,5 +73,5 @@ def test_bench_lists_exactly_the_registered_tables_and_each_runs_with_its_own_de
     seen = []
     table = BenchCommand("t", "a test table", seen.append, dict(n=5, w=[3.0]))
     table({"n": None, "w": [1.0, 7.5], "seed": 2})
-    assert seen == [{"checkpoint": "shapes", "n": 5, "w": [1.0, 7.5], "seed": 2}]
+    assert seen == [{"checkpoint": "shapes", "device": "cpu", "n": 5, "w": [1.0, 7.5], "seed": 2}]
     assert TABLES["quality"].defaults["checkpoint"] == "cifar10"
