@@ -193,7 +193,9 @@ def _train(a) -> int:
     if a.threads:
         torch.set_num_threads(a.threads)
     opts = {k: v for k, v in vars(a).items() if k not in ("cmd", "func", "no_resume", "threads", "debug")}
-    print(f"run folder: {train(config_from_args(**opts), resume=not a.no_resume)}")
+    out = train(config_from_args(**opts), resume=not a.no_resume)
+    if int(os.environ.get("RANK", 0)) == 0:  # under torchrun, once
+        print(f"run folder: {out}")
     return 0
 
 
