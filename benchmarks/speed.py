@@ -17,7 +17,7 @@ at 16x16 and 8x8, head dim 16, 8 norm groups, context dim 64).
 | roofline | the train step's FLOP/s as a fraction of the float32 matmul FLOP/s | reported |
 | bf16 autocast | forward speed-up (batch 16), and PSNR of bf16 vs fp32 samples from the same noise | reported |
 
-Run:  python benchmarks/speed.py                 # the CPU table (about 5 minutes on 2 cores)
+Run:  python benchmarks/speed.py                 # the CPU table (about 8 minutes on 2 cores)
       python benchmarks/speed.py --quick         # a smoke run in seconds (fewer repeats, smaller batches)
       python benchmarks/speed.py --device cuda   # the same table on a GPU; says so and exits when there is none
 """
@@ -88,7 +88,7 @@ def unet_rows(ours, theirs, batch: int, repeats: int, device) -> list[tuple]:
     """Forward and train-step images/s of both UNets on the same inputs."""
     x, c = torch.randn(batch, 3, 32, 32, device=device), torch.randn(batch, L, D, device=device)
     t = torch.randint(1, 1000, (batch,), device=device)
-    ours.eval(), theirs.eval()
+    ours.eval(), theirs.eval()  # no dropout in either; timed as eval forwards, then train steps
 
     @torch.no_grad()
     def fwd_ours():
@@ -107,8 +107,8 @@ def unet_rows(ours, theirs, batch: int, repeats: int, device) -> list[tuple]:
             opt.step()
         return step
 
-    ours.train(), theirs.train()
     a, b = paired_seconds([fwd_ours, fwd_theirs], repeats, device)
+    ours.train(), theirs.train()
     c_o, c_t = paired_seconds([train(ours, opt_o, lambda: ours(x, t, c)),
                                train(theirs, opt_t, lambda: theirs(x, t - 1, encoder_hidden_states=c).sample)],
                               repeats, device)
@@ -166,7 +166,7 @@ def cfg_row(ours, theirs, batch: int, repeats: int, device) -> tuple:
 
 
 def shapes_model(device) -> DiffusionModel:
-    """The shipped `shapes` model when present, else the same architecture untrained (timing does not care)."""
+    """The shipped `shapes` model (the method rows need its tokenizer and schedule)."""
     from minidiff.training import pretrained
 
     return pretrained.load("shapes", kind="DiffusionModel").to(device).eval()

@@ -1,8 +1,9 @@
 """Where the work runs: the device, the precision and the number of CPU threads.
 
 Every function in minidiff computes on its inputs' device and in their dtype (tensors it makes itself follow
-`like.device` / `like.dtype`; random draws come from a CPU torch.Generator and are moved, so a seed gives the same
-noise on every device). Moving the model and the first tensor is the caller's one decision, made here:
+`like.device` / `like.dtype`; the samplers' and training's noise comes from a CPU torch.Generator and is moved, so
+a seed gives the same noise on every device; the autoencoder's posterior sample during its training is the one
+draw made on the device). Moving the model and the first tensor is the caller's one decision, made here:
 
     device = resolve_device(None)          # CUDA if available, else MPS, else the CPU ("auto")
     model = pretrained.load("shapes", device=device)
@@ -17,6 +18,7 @@ inversion, the derivation tests) run in float32 or float64.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 
 import torch
@@ -35,10 +37,12 @@ def default_device() -> torch.device:
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """`device` as a torch.device: None or "auto" -> `default_device()`; "cuda", "cuda:1", "mps", "cpu" checked to
+    """`device` as a torch.device: None or "auto" -> $MINIDIFF_DEVICE if set (e.g. "cpu" to keep a GPU machine's
+    runs on the CPU; the test suite sets it), else `default_device()`; "cuda", "cuda:1", "mps", "cpu" checked to
     exist here, so a missing GPU is one clear error and not a failure deep inside a run."""
     if device is None or device == "auto":
-        return default_device()
+        env = os.environ.get("MINIDIFF_DEVICE", "auto")
+        return default_device() if env in ("", "auto") else resolve_device(env)
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
@@ -60,7 +64,7 @@ def autocast(device: str | torch.device, precision: str = "fp32") -> contextlib.
     if PRECISIONS[precision] is None:
         return contextlib.nullcontext()
     if precision == "fp16" and dev.type == "cpu":
-        raise ValueError("fp16 autocast is for GPUs; on the CPU use bf16 (this CPU's AMX/AVX-512 run it natively)")
+        raise ValueError("fp16 autocast is for GPUs; on the CPU use bf16 (fast only on CPUs with AMX or AVX512-BF16)")
     return torch.autocast(dev.type, dtype=PRECISIONS[precision])
 
 
@@ -68,9 +72,9 @@ def autocast(device: str | torch.device, precision: str = "fp32") -> contextlib.
 def num_threads(n: int | None) -> Iterator[None]:
     """Run the block with `n` intra-op CPU threads (None: leave torch's setting), then restore it.
 
-    Tiny models (the 2-D toy's MLP, the shapes classifiers) do microsecond ops where a second thread only adds
-    synchronisation, and where another busy process turns that into waiting on a descheduled thread: one thread
-    is faster alone and does not collapse under contention (benchmarks/threads.py measures it)."""
+    Tiny models (the 2-D toy's MLP) do microsecond ops where a second thread buys little (8% for the toy, alone)
+    and, when another process is busy, makes every op wait for a descheduled thread (the toy then runs 4x slower);
+    one thread does not collapse (benchmarks/threads.py measures both)."""
     before = torch.get_num_threads()
     if n is not None:
         torch.set_num_threads(n)

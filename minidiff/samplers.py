@@ -98,6 +98,8 @@ def ddim_update(x_t: Tensor, eps: Tensor, c, noise: Tensor | None = None) -> Ten
 
         x0_pred = (x_t - sqrt(1 - ab_t) eps) / sqrt(ab_t);   x_prev = sqrt(ab_prev) x0_pred + dir eps + sigma_t noise
     """
+    if eps.shape != x_t.shape:
+        raise ValueError(f"eps shape {tuple(eps.shape)} must equal x_t shape {tuple(x_t.shape)}")
     x0_pred = (x_t - c[1] * eps) / c[0]
     x_prev = c[2] * x0_pred + c[3] * eps
     return x_prev + c[4] * noise if noise is not None else x_prev

@@ -327,6 +327,13 @@ def test_every_grid_ends_at_alpha_bar_one_and_the_last_x0_pred_is_the_output(spa
 
 # ---- errors that teach ----------------------------------------------------------------------------
 
+def test_ddim_sample_rejects_an_eps_model_of_the_wrong_shape():
+    """The per-step update (`ddim_update`) checks eps against x_t: a (B, 1, ...) eps is not broadcast silently."""
+    x = torch.zeros(2, 3, 4, 4)
+    with pytest.raises(ValueError, match="eps shape"):
+        ddim_sample(lambda x_t, t, c: x_t[:, :1], Schedule.linear(100), x, steps=5)
+
+
 def test_ddim_step_rejects_bad_arguments_with_clear_errors():
     sched = Schedule.linear(100, 1e-3, 0.05)
     x = torch.zeros(2, 3, dtype=F64)

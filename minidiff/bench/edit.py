@@ -230,6 +230,7 @@ def edit_benchmark(model, n: int = 120, w: float = 3.0, steps: int = 50, seed: i
 
 def _figure(cases: EditCases, results: dict[str, tuple[Tensor, float]], path: str, k: int = 6) -> None:
     cols = {"source": cases.source, "target (rendered)": cases.target, **{m: x for m, (x, _) in results.items()}}
+    k = min(k, len(cases.kind))  # up to k example rows
     images = torch.cat([torch.stack([x[i] for x in cols.values()]) for i in range(k)])
     titles = [name if i == 0 else "" for i in range(k) for name in cols]  # column names on the first row
     for i in range(k):  # the first image of each row is titled with its edit

@@ -162,9 +162,9 @@ def _transformer(ch: int, cfg: UNetConfig) -> SpatialTransformer:
 
 
 def channels_last(x: torch.Tensor) -> torch.Tensor:
-    """x (B, C, H, W) stored as (B, H, W, C) on the CPU and CUDA (same values, other strides): oneDNN's and cuDNN's
-    convolutions are faster in this layout (1.3-1.5x for the shapes UNet's forward on the project CPU,
-    benchmarks/speed.py) and the attention blocks' (B, C, H, W) -> (B, HW, C) becomes a view, not a copy."""
+    """x (B, C, H, W) stored as (B, H, W, C) on the CPU and CUDA (same values, other strides): oneDNN's
+    convolutions are faster in this layout (the shapes UNet's forward 1.18x at batch 64 on the project CPU, paired
+    in one process, benchmarks/README.md) and the attention blocks' (B, C, H, W) -> (B, HW, C) becomes a view."""
     return x.contiguous(memory_format=torch.channels_last) if x.device.type in ("cpu", "cuda") else x
 
 

@@ -111,7 +111,8 @@ RULES = (
     ("grad_clip", lambda v: v is None or (_FINITE(v) and v > 0), "a finite number > 0, or off (no clipping)"),
     ("ema_decay", lambda v: 0 <= v < 1, "in [0, 1) (0.999 is usual)"),
     ("p_uncond", lambda v: 0 <= v <= 1, "a probability in [0, 1]"),
-    ("device", lambda v: v in ("auto", "cpu", "cuda", "mps") or (v.startswith("cuda:") and v[5:].isdigit()),
+    ("device", lambda v: isinstance(v, str) and (v in ("auto", "cpu", "cuda", "mps") or
+                                                 (v.startswith("cuda:") and v[5:].isdigit())),
      "auto, cpu, cuda, cuda:N or mps"),
     ("precision", lambda v: v in ("fp32", "bf16"), "fp32 or bf16"),
 )
@@ -165,10 +166,18 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
 # ---- the loop -----------------------------------------------------------------------------------
 
 def train_device(cfg: TrainConfig) -> torch.device:
-    """cfg.device resolved (`devices.resolve_device`); under torchrun on CUDA, process k takes cuda:LOCAL_RANK."""
-    device = resolve_device(cfg.device)
+    """cfg.device resolved (`devices.resolve_device`); under torchrun on CUDA, process k takes cuda:LOCAL_RANK.
+    Several processes need "cuda" (one GPU each) or the CPU: a fixed cuda:N or MPS is refused."""
+    device, world = resolve_device(cfg.device), int(os.environ.get("WORLD_SIZE", 1))
+    if world > 1 and (device.type == "mps" or device.index is not None):
+        raise ValueError(f"--device {cfg.device} ({device}) cannot be shared by {world} torchrun processes; use "
+                         "--device cuda (process k takes cuda:LOCAL_RANK) or --device cpu")
     if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        local = int(os.environ.get("LOCAL_RANK", 0))
+        if local >= torch.cuda.device_count():
+            raise ValueError(f"torchrun process {local} needs cuda:{local} but this node has "
+                             f"{torch.cuda.device_count()} GPUs; use --nproc_per_node <= {torch.cuda.device_count()}")
+        device = torch.device("cuda", local)
     if device.type == "cuda":
         torch.cuda.set_device(device)
     return device
@@ -212,6 +221,9 @@ def fit(cfg: TrainConfig, model: torch.nn.Module, batch_loss: BatchLoss, n: int,
     the process right after that step. Returns the run folder."""
     device = next(model.parameters()).device
     rank, world = _dist(device)
+    if cfg.batch_size % world:
+        raise ValueError(f"--batch-size {cfg.batch_size} must be divisible by the {world} torchrun processes (each "
+                         "takes an equal part of every global batch)")
     out = Path(cfg.out)
     with run_lock(out) if rank == 0 else contextlib.nullcontext():
         ema = copy.deepcopy(model).requires_grad_(False).eval()

@@ -16,8 +16,8 @@ def train_toy(data: Tensor, sched: Schedule, steps: int = 4000, batch_size: int 
               seed: int = 0, progress: bool = True) -> tuple[ToyMLP, list[float]]:
     """Algorithm 1: repeat { x_0 ~ data, t ~ U{1..T}, eps ~ N(0,I), step on ||eps - eps_theta(x_t, t)||^2 }.
 
-    Runs on one CPU thread (`devices.num_threads`): the MLP's ops take microseconds, a second thread only adds
-    synchronisation, and a busy neighbour process makes it wait (benchmarks/threads.py measures both)."""
+    Runs on one CPU thread (`devices.num_threads`): the MLP's ops take microseconds; a second thread buys 8%
+    alone but makes it 4x slower beside a busy process (benchmarks/threads.py measures both)."""
     with num_threads(1):
         return _train_toy(data, sched, steps, batch_size, lr, seed, progress)
 
