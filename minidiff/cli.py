@@ -49,7 +49,8 @@ def nonnegative_float(text: str) -> float:
     return value
 
 
-def grad_clip(text: str) -> float | None:
+def float_or_off(text: str) -> float | None:
+    """A number, or off / none (None: the option is switched off)."""
     return None if text.lower() in ("off", "none") else float(text)
 
 
@@ -109,7 +110,7 @@ def _train_parser(sub) -> None:
                                    "re-running the same command resumes exactly. Under torchrun, data parallel.")
     for f in fields(TrainConfig):
         default = f.default if f.default is not MISSING else None
-        typ = grad_clip if f.name == "grad_clip" else types.get(str(f.type).split(" ")[0], str)
+        typ = float_or_off if f.name in ("grad_clip", "min_snr_gamma") else types.get(str(f.type).split(" ")[0], str)
         p.add_argument(f"--{f.name.replace('_', '-')}", type=typ, default=default, help=f"(default: {default})")
     p.add_argument("--no-resume", action="store_true", help="start from scratch even if --out has a state")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")

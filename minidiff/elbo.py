@@ -144,3 +144,24 @@ def L_simple(eps_model: EpsModel, sched: Schedule, x0: Tensor, context: Tensor |
         eps = standard_normal(x0.shape, x0, generator)
     x_t = q_sample(sched, x0, t, eps)
     return (eps - eps_model(x_t, t, context)).pow(2).flatten(1).mean(1)
+
+
+def snr(sched: Schedule) -> Tensor:
+    """The signal-to-noise ratio of q(x_t | x_0), SNR(t) = alpha_bar_t / (1 - alpha_bar_t), shape (T+1,) float64
+    (SNR[0] = inf: t = 0 is the data)."""
+    return sched.alpha_bar / (1 - sched.alpha_bar)
+
+
+def min_snr_weight(sched: Schedule, t: Tensor, gamma: float = 5.0) -> Tensor:
+    """Min-SNR-gamma loss weight for eps-prediction (Hang et al., "Efficient Diffusion Training via Min-SNR
+    Weighting Strategy", ICCV 2023, eq. 8 with the eps-loss conversion of sec. 3.4), per example (B,) float64:
+
+        w_t = min(SNR(t), gamma) / SNR(t)
+
+    so that w_t * ||eps - eps_theta||^2 = min(SNR(t), gamma) * ||x_0 - x0_pred||^2: the low-noise steps (SNR > gamma),
+    whose x_0-errors dominate L_simple's gradients otherwise, are weighted down; steps with SNR(t) <= gamma keep 1.
+    """
+    if not (math.isfinite(gamma) and gamma > 0):
+        raise ValueError(f"the min-SNR gamma must be a finite number > 0 (5 in the paper), got {gamma}")
+    s = snr(sched)[t.to(torch.long).cpu()]  # (B,)
+    return s.clamp(max=gamma) / s

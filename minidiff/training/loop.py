@@ -77,6 +77,7 @@ class TrainConfig:
     grad_clip: float | None = 1.0    # max gradient norm; None (--grad-clip off): no clipping
     ema_decay: float = 0.999
     p_uncond: float = 0.1            # prompt dropout for classifier-free guidance
+    min_snr_gamma: float | None = None  # diffusion only: None = L_simple (DDPM eq. 14); e.g. 5 = min-SNR weighting
     kl_weight: float = 1e-6          # autoencoder only: weight of the KL term
     ae_channels: int = 32            # autoencoder only: base channels
     autoencoder: str | None = None   # diffusion only: AE checkpoint (path or shipped name) -> latent diffusion
@@ -111,6 +112,7 @@ RULES = (
     ("grad_clip", lambda v: v is None or (_FINITE(v) and v > 0), "a finite number > 0, or off (no clipping)"),
     ("ema_decay", lambda v: 0 <= v < 1, "in [0, 1) (0.999 is usual)"),
     ("p_uncond", lambda v: 0 <= v <= 1, "a probability in [0, 1]"),
+    ("min_snr_gamma", lambda v: v is None or (_FINITE(v) and v > 0), "a finite number > 0 (5 in the paper), or off"),
     ("device", lambda v: isinstance(v, str) and (v in ("auto", "cpu", "cuda", "mps") or
                                                  (v.startswith("cuda:") and v[5:].isdigit())),
      "auto, cpu, cuda, cuda:N or mps"),

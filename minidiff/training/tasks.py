@@ -6,6 +6,7 @@
           x_0 ~ q(x_0), c ~ captions, c <- "" with probability p_uncond    (CFG prompt dropout)
           t ~ Uniform{1..T}, eps ~ N(0, I)
           gradient step on || eps - eps_theta(sqrt(ab_t) x_0 + sqrt(1 - ab_t) eps, t, c) ||^2
+                           (times min(SNR(t), gamma) / SNR(t) with --min-snr-gamma: `elbo.min_snr_weight`)
 
   A latent model (`--autoencoder NAME`) trains on z_0 = scale_factor * E(x_0), encoded once and cached.
 - "autoencoder": the KL autoencoder of latent diffusion (`nn.autoencoder.ae_loss`).
@@ -27,7 +28,7 @@ from tqdm.auto import tqdm
 from ..datasets import load_dataset, to_float
 from ..datasets.real import CELEBA_ATTRIBUTES, CIFAR10_CLASSES, celeba_targets
 from ..datasets.shapes import shapes_tensors
-from ..elbo import L_simple
+from ..elbo import L_simple, min_snr_weight
 from ..nn.autoencoder import Autoencoder, AutoencoderConfig, ae_loss, estimate_scale_factor
 from ..nn.classifiers import ImageClassifier, ImageClassifierConfig, accuracy
 from ..nn.diffusion_model import DiffusionModel, generate
@@ -115,18 +116,21 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True, _kill_at
 
 
 def _loss(model: DiffusionModel, x0: Tensor, tok: Tensor, null_tok: Tensor, p_uncond: float,
-          gen: torch.Generator, part: slice) -> Tensor:
+          gen: torch.Generator, part: slice, min_snr_gamma: float | None = None) -> Tensor:
     """L_simple on this process's `part` of the global batch, captions dropped to "" with
-    probability p_uncond. The noise (dropout, t, eps) is drawn for the whole global batch
-    from one generator that every process holds in the same state, so 2 processes with
-    batch B/2 each follow the 1-process run with batch B."""
+    probability p_uncond; with `min_snr_gamma`, each example weighted by `elbo.min_snr_weight`. The noise
+    (dropout, t, eps) is drawn for the whole global batch from one generator that every process holds in the
+    same state, so 2 processes with batch B/2 each follow the 1-process run with batch B."""
     B, device = x0.shape[0], next(model.parameters()).device
     drop = torch.rand(B, generator=gen) < p_uncond  # (B,)
     t = torch.randint(1, model.schedule.T + 1, (B,), generator=gen)  # (B,)
     eps = torch.randn(x0.shape, generator=gen)  # (B, C, H, W), drawn on the CPU: the same on every device
     tok = torch.where(drop[:, None], null_tok, tok)  # (B, L)
     x0, eps, t, tok = (v[part].to(device) for v in (x0, eps, t, tok))  # this process's part, on its device
-    return L_simple(model, model.schedule, x0, context=model.text_encoder(tok), t=t, eps=eps).mean()
+    loss = L_simple(model, model.schedule, x0, context=model.text_encoder(tok), t=t, eps=eps)  # (B_part,)
+    if min_snr_gamma is not None:
+        loss = loss * min_snr_weight(model.schedule, t, min_snr_gamma).to(loss)
+    return loss.mean()
 
 
 def _cached_latents(ae, images: Tensor, out: Path) -> Tensor:
@@ -152,7 +156,7 @@ def _diffusion_task(cfg: TrainConfig, images: Tensor, captions: list[str], devic
     null_tokens = model.tokenizer.encode([""])  # (1, L)
 
     def batch_loss(idx: Tensor, gen: torch.Generator, part: slice) -> Tensor:
-        return _loss(model, images[idx], tokens[idx], null_tokens, cfg.p_uncond, gen, part)
+        return _loss(model, images[idx], tokens[idx], null_tokens, cfg.p_uncond, gen, part, cfg.min_snr_gamma)
 
     def export(ema: DiffusionModel, step: int) -> None:
         save_model(ema, Path(cfg.out) / "model", force=True, info={"step": step, "train_config": asdict(cfg)})
