@@ -189,10 +189,10 @@ def method_rows(model: DiffusionModel, repeats: int, device) -> list[tuple]:
     ctrl = Replace(model.tokenizer, prompts[0], prompts[1], timesteps(sched.T, 50), cross_steps=0.8, self_steps=0.4)
     with torch.no_grad():
         plain, p2p_t, edict = paired_seconds([
-            lambda: ddim_sample(model, sched, torch.cat([x1, x1]), 50, context=ctx, guidance=Guidance.of(model, 3.0)),
+            lambda: ddim_sample(model, sched, torch.cat([x1, x1]), 50, context=ctx, guidance=g),
             lambda: p2p(model, ctrl, x1, g),
             lambda: edict_sample(model, sched, torch.cat([x1, x1]), steps=50, context=ctx,
-                                 guidance=Guidance.of(model, 3.0))], repeats, device)
+                                 guidance=g)], repeats, device)
         img = ddim_sample(model, sched, x1, 50, context=ctx[:1], guidance=g)
     inv, nti = paired_seconds([lambda: ddim_invert(model, sched, img, 50, context=ctx[:1]),
                                lambda: null_text_invert(model, sched, img, ctx[:1], g, steps=50)],
@@ -240,11 +240,11 @@ def bf16_rows(model: DiffusionModel, repeats: int, device) -> list[tuple]:
                "a green triangle on the top on a black background",
                "a yellow circle on the bottom on a gray background"]
     x_T = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0)).to(device)
-    ctx = model.encode_text(prompts)
+    ctx, g = model.encode_text(prompts), Guidance.of(model, 3.0)
     samples = []
     for low in (False, True):
         with torch.no_grad(), torch.autocast(device.type, torch.bfloat16, enabled=low):
-            samples.append(ddim_sample(model, model.schedule, x_T, 25, context=ctx, guidance=Guidance.of(model, 3.0)))
+            samples.append(ddim_sample(model, model.schedule, x_T, 25, context=ctx, guidance=g))
     db = psnr(samples[1].float().clamp(-1, 1), samples[0].clamp(-1, 1)).mean().item()
     return [("bf16 autocast: UNet forward, batch 16 (fp32 time / bf16 time)", f"{fp32 / bf16:.2f}x",
              f"fp32 {16 / fp32:.1f} img/s", fp32 / bf16, "reported"),
@@ -286,13 +286,13 @@ def main(argv: list[str] | None = None) -> None:
     if "ddim" not in args.skip:
         rows += [overhead_row(repeats * 4, device), cfg_row(ours, theirs, batch // 4, max(1, repeats // 2), device)]
     print_table(rows, "minidiff vs diffusers (ratio = diffusers time / minidiff time; > 1: minidiff is faster)")
-    rows = []
+    rows, shapes = [], shapes_model(device) if {"methods", "bf16"} - set(args.skip) else None
     if "methods" not in args.skip:
-        rows += method_rows(shapes_model(device), max(1, repeats // 2), device)
+        rows += method_rows(shapes, max(1, repeats // 2), device)
     if "roofline" not in args.skip:
         rows += [roofline_row(ours_unet(device), batch, repeats, device)]
     if "bf16" not in args.skip:
-        rows += bf16_rows(shapes_model(device), max(1, repeats // 2), device)
+        rows += bf16_rows(shapes, max(1, repeats // 2), device)
     print_table(rows, "minidiff's methods (ratio = first / second time; reference = the second)")
 
 

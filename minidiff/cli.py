@@ -78,9 +78,11 @@ def image_file(text: str) -> Path:
 
 
 def device_name(text: str) -> str:
-    """auto, cpu, cuda, cuda:N or mps; that the device exists is checked when the command starts."""
-    if text not in ("auto", "cpu", "cuda", "mps") and not (text.startswith("cuda:") and text[5:].isdigit()):
-        raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda, cuda:N or mps, got {text}")
+    """One of `devices.DEVICE_NAMES`; that the device exists is checked when the command starts."""
+    from .devices import DEVICE_NAMES, is_device_name
+
+    if not is_device_name(text):
+        raise argparse.ArgumentTypeError(f"expected {DEVICE_NAMES}, got {text}")
     return text
 
 

@@ -36,6 +36,15 @@ def default_device() -> torch.device:
     return torch.device("cpu")
 
 
+DEVICE_NAMES = "auto, cpu, cuda, cuda:N or mps"
+
+
+def is_device_name(name: object) -> bool:
+    """Whether `name` is one of DEVICE_NAMES (whether that device exists is `resolve_device`'s check)."""
+    return isinstance(name, str) and (name in ("auto", "cpu", "cuda", "mps") or
+                                      (name.startswith("cuda:") and name[5:].isdigit()))
+
+
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
     """`device` as a torch.device: None or "auto" -> $MINIDIFF_DEVICE if set (e.g. "cpu" to keep a GPU machine's
     runs on the CPU; the test suite sets it), else `default_device()`; "cuda", "cuda:1", "mps", "cpu" checked to
@@ -43,10 +52,9 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     if device is None or device == "auto":
         env = os.environ.get("MINIDIFF_DEVICE", "auto")
         return default_device() if env in ("", "auto") else resolve_device(env)
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"device must be auto, cpu, cuda, cuda:N or mps, got {device!r}") from None
+    if not isinstance(device, torch.device) and not is_device_name(device):
+        raise ValueError(f"device must be {DEVICE_NAMES}, got {device!r}")
+    dev = torch.device(device)
     if dev.type == "cuda" and (not torch.cuda.is_available() or (dev.index or 0) >= torch.cuda.device_count()):
         raise ValueError(f"device {device!r} was asked for but this machine has "
                          f"{torch.cuda.device_count()} CUDA devices; use --device cpu (or auto)")

@@ -118,9 +118,7 @@ def ddim_step(sched: Schedule, x_t: Tensor, eps: Tensor, t: int | Tensor, t_prev
     Coefficients are computed in float64 (`ddim_coefficients`) and cast to x_t's dtype. At t_prev = 0
     (ab_prev = 1) the step returns x0_pred exactly. eta > 1 is allowed only while sigma_t^2 <= 1 - ab_prev.
     """
-    if eps.shape != x_t.shape:
-        raise ValueError(f"eps shape {tuple(eps.shape)} must equal x_t shape {tuple(x_t.shape)}")
-    if noise is not None and noise.shape != x_t.shape:
+    if noise is not None and noise.shape != x_t.shape:  # eps's shape is checked by ddim_update
         raise ValueError(f"noise shape {tuple(noise.shape)} must equal x_t shape {tuple(x_t.shape)}")
     t_idx, t_prev_idx = timestep_pair(sched, t, t_prev)
     if len(t_idx) not in (1, x_t.shape[0]) or len(t_prev_idx) not in (1, x_t.shape[0]):

@@ -204,6 +204,8 @@ def per_row(c: Tensor, like: Tensor) -> Tensor:
 
 
 def standard_normal(shape: tuple[int, ...], like: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """eps ~ N(0, I) of `shape` in like's dtype, on like's device. Drawn on the CPU (where `generator` lives), so a
-    seed gives the same noise on every device, then moved."""
-    return torch.randn(shape, generator=generator, dtype=like.dtype).to(like.device)
+    """eps ~ N(0, I) of `shape` in like's dtype, on like's device. With a generator the draw is made where the
+    generator lives (a CPU generator: the same noise from a seed on every device) and moved; without one it is made
+    on like's device directly."""
+    device = generator.device if generator is not None else like.device
+    return torch.randn(shape, generator=generator, dtype=like.dtype, device=device).to(like.device)

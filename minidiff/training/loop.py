@@ -39,7 +39,7 @@ try:
 except ImportError:  # pragma: no cover (Windows: runs are not locked)
     fcntl = None
 
-from ..devices import autocast, resolve_device
+from ..devices import DEVICE_NAMES, autocast, is_device_name, resolve_device
 from .checkpoint import (
     load_train_state,
     model_metadata,
@@ -113,9 +113,7 @@ RULES = (
     ("ema_decay", lambda v: 0 <= v < 1, "in [0, 1) (0.999 is usual)"),
     ("p_uncond", lambda v: 0 <= v <= 1, "a probability in [0, 1]"),
     ("min_snr_gamma", lambda v: v is None or (_FINITE(v) and v > 0), "a finite number > 0 (5 in the paper), or off"),
-    ("device", lambda v: isinstance(v, str) and (v in ("auto", "cpu", "cuda", "mps") or
-                                                 (v.startswith("cuda:") and v[5:].isdigit())),
-     "auto, cpu, cuda, cuda:N or mps"),
+    ("device", is_device_name, DEVICE_NAMES),
     ("precision", lambda v: v in ("fp32", "bf16"), "fp32 or bf16"),
 )
 RESUMABLE_ELSEWHERE = ("steps", "out", "sample_every", "device")  # may change when a run is resumed

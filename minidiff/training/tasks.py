@@ -175,8 +175,9 @@ def _autoencoder_task(cfg: TrainConfig, images: Tensor, captions: list[str], dev
         torch.manual_seed(int(torch.randint(0, 2**31, (1,), generator=gen)))  # the posterior sample
         return ae_loss(model, images[idx][part].to(device))[0]
 
+    probe = images[torch.linspace(0, len(images) - 1, min(2000, len(images))).long()].to(device)  # once
+
     def export(ema, step: int) -> None:
-        probe = images[torch.linspace(0, len(images) - 1, min(2000, len(images))).long()].to(device)
         ema.scale_factor.fill_(estimate_scale_factor(ema, probe))
         save_model(ema, Path(cfg.out) / "model", force=True, info={"step": step, "train_config": asdict(cfg)})
 
@@ -193,7 +194,7 @@ def _classifier_task(cfg: TrainConfig, images: Tensor, captions: list[str], devi
     y_train = _classifier_targets(cfg, load_dataset(cfg.dataset, "train", root=cfg.data_root,
                                                     image_size=cfg.image_size))
     test = load_dataset(cfg.dataset, "test", root=cfg.data_root, image_size=cfg.image_size)
-    x_test, y_test = to_float(test.images), _classifier_targets(cfg, test)
+    x_test, y_test = to_float(test.images).to(device), _classifier_targets(cfg, test).to(device)
     labels, kind = ((CIFAR10_CLASSES, "multiclass") if cfg.dataset == "cifar10" else (CELEBA_ATTRIBUTES, "multilabel"))
     model = ImageClassifier(ImageClassifierConfig(labels, kind, cfg.classifier_width, cfg.image_size,
                                                   cfg.dataset)).to(device)
@@ -203,7 +204,7 @@ def _classifier_task(cfg: TrainConfig, images: Tensor, captions: list[str], devi
         return classifier_loss(model, x[part].to(device), y_train[idx][part].to(device))
 
     def export(ema, step: int) -> None:
-        acc = accuracy(ema.eval(), x_test.to(device), y_test.to(device))
+        acc = accuracy(ema.eval(), x_test, y_test)
         ema.train()
         info = {"step": step, "train_config": asdict(cfg), "test_accuracy": acc.tolist(), "labels": list(labels),
                 "n_test": len(x_test)}
