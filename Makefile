@@ -17,11 +17,15 @@ $(STAMP): requirements.txt pyproject.toml
 demo: $(STAMP)
 	$(PY) -m minidiff demo --out out
 
+# One pytest-xdist worker per core (tests/conftest.py gives each worker cores / workers torch threads);
+# worksteal rebalances the long notebook tests. `pytest` alone (no -n) runs in one process, as before.
+PYTEST := $(PY) -m pytest -n auto --dist worksteal
+
 test: lint
-	$(PY) -m pytest
+	$(PYTEST)
 
 test-fast: lint
-	$(PY) -m pytest -m "not slow"
+	$(PYTEST) -m "not slow"
 
 # ruff, and the layers of docs/architecture.md (import-linter's contract in pyproject.toml)
 lint: $(STAMP)

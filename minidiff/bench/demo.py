@@ -7,10 +7,17 @@ samples from it, each marked by the rule-based checker. Part 3, the editing show
 cross-attention maps are drawn, and it is edited by Prompt-to-Prompt word swaps (colour with
 local blend, shape with a short per-word injection, background) and by EDICT; every edit is
 scored against the exactly re-rendered target (`out/editing.png`).
+
+DDIM runs 25 steps for the samples and the inversion (the steps of the edit and null-text tables in data/README.md;
+prompt accuracy at w = 3 is the same at 25 and 50 steps: 0.640 of 200 prompts fully correct at both); EDICT runs 50
+(it drifts with fewer, data/README.md). With two or more threads, parts 1 and 2 run in a child process on one core
+while part 3 runs here on the other (`run`).
 """
 
 from __future__ import annotations
 
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -19,6 +26,7 @@ import torch
 from ..datasets.shapes import Scene, ShapeObject, caption, sample_scene
 from ..datasets.shapes_check import check
 from ..datasets.toy import two_moons
+from ..devices import num_threads
 from ..edict import edict_edit
 from ..elbo import elbo_terms
 from ..guidance import Guidance
@@ -34,14 +42,14 @@ from ..viz import save_grid, to_numpy_image
 from .edit import make_cases, p2p_word_swaps, score
 
 
-def toy_figure(out: Path, steps: int = 6000, seed: int = 0) -> dict:
+def toy_figure(out: Path, steps: int = 6000, seed: int = 0, progress: bool = True) -> dict:
     """Train the 2-D toy, save out/toy_ddpm.png, return the numbers shown in it."""
     g = torch.Generator().manual_seed(seed)
     sched = Schedule.linear(1000)
     data = two_moons(20_000, g)
-    model, losses = train_toy(data, sched, steps=steps, seed=seed)
+    model, losses = train_toy(data, sched, steps=steps, seed=seed, progress=progress)
     with torch.no_grad():
-        x = ddpm_sample(model, sched, torch.randn(2000, 2, generator=g), generator=g, progress=True)
+        x = ddpm_sample(model, sched, torch.randn(2000, 2, generator=g), generator=g, progress=progress)
         terms = elbo_terms(model, sched, data[:1000], discrete=False, generator=g)
     fig, ax = plt.subplots(1, 4, figsize=(16, 3.8))
     ax[0].scatter(*data[:2000].T, s=2, alpha=0.5)
@@ -65,13 +73,14 @@ def toy_figure(out: Path, steps: int = 6000, seed: int = 0) -> dict:
             "final_loss": sum(losses[-100:]) / 100}
 
 
-def shapes_figure(out: Path, n: int = 16, guidance: float = 3.0, seed: int = 0) -> dict | None:
+def shapes_figure(out: Path, n: int = 16, guidance: float = 3.0, seed: int = 0, steps: int = 25,
+                  progress: bool = True) -> dict | None:
     """Text-to-image samples of the shipped shapes model with the checker's verdicts; None if absent."""
     if not pretrained.available("shapes"):
         return None
     model = pretrained.load("shapes")
     prompts = [caption(sample_scene(10_000 + i)) for i in range(n)]
-    x0 = generate(model, prompts, guidance, steps=50, seed=seed)
+    x0 = generate(model, prompts, guidance, steps=steps, seed=seed, progress=progress)
     verdicts = [check(x0[i], prompts[i]) for i in range(n)]
     ok = [v["correct"] for v in verdicts]
     titles = [("OK  " if o else "X  ") + p for o, p in zip(ok, prompts, strict=True)]
@@ -79,7 +88,7 @@ def shapes_figure(out: Path, n: int = 16, guidance: float = 3.0, seed: int = 0) 
     return {"figure": str(path), "prompts_fully_correct": sum(ok) / n}
 
 
-def editing_results(steps: int = 50, w: float = 3.0) -> dict:
+def editing_results(steps: int = 25, w: float = 3.0, edict_steps: int = 50) -> dict:
     """The editing showcase's numbers and images: null-text inversion of one rendered scene, its cross-attention
     maps, P2P word swaps (colour with local blend, shape, background) and an EDICT colour edit, each scored
     against the exactly re-rendered target. Needs the shipped `shapes` model."""
@@ -100,17 +109,17 @@ def editing_results(steps: int = 50, w: float = 3.0) -> dict:
         edits = p2p_word_swaps(model, cases, inv.x_T.expand(3, -1, -1, -1), w, steps, blend=True,
                                null=inv.null_embeddings.expand(-1, 3, -1, -1))
         print("EDICT edit (colour)")
-        edict = edict_edit(model, model.schedule, x0, ctx, model.encode_text(cases.target_caption[:1]), steps,
-                           guidance=guidance)[0]
+        edict = edict_edit(model, model.schedule, x0, ctx, model.encode_text(cases.target_caption[:1]),
+                           edict_steps, guidance=guidance)[0]
     s_p2p, s_edict = score(edits, cases), score(edict, make_cases([(scene, "colour", "green")]))
     results = [(edits[i], {k: v[i].item() for k, v in s_p2p.items()}, cases.target[i]) for i in range(3)]
     results.append((edict[0], {k: v[0].item() for k, v in s_edict.items()}, cases.target[0]))
     return {"source": x0[0], "prompt": src[0], "reconstruction": rec[0], "reconstruction_psnr_db": psnr(rec, x0).item(),
-            "words": words, "maps": maps, "results": results, "steps": steps, "w": w}
+            "words": words, "maps": maps, "results": results, "steps": steps, "edict_steps": edict_steps, "w": w}
 
 
 EDIT_LABELS = ["P2P: red -> green\n(local blend)", "P2P: circle -> square\n(short injection)",
-               "P2P: gray -> white\n(background)", "EDICT: red -> green"]
+               "P2P: gray -> white\n(background)", "EDICT: red -> green\n({} steps)"]
 
 
 def editing_plot(r: dict, path: Path) -> Path:
@@ -131,7 +140,8 @@ def editing_plot(r: dict, path: Path) -> Path:
         ax[1, k].set_title("target (rendered)", fontsize=8)
         ax[2, k].imshow(to_numpy_image(img), interpolation="nearest")
         ok = "OK" if sc["success"] else "X"
-        ax[2, k].set_title(f"{EDIT_LABELS[k]}\n{ok}, PSNR to target {sc['psnr_target']:.1f} dB", fontsize=8)
+        label = EDIT_LABELS[k].format(r["edict_steps"])
+        ax[2, k].set_title(f"{label}\n{ok}, PSNR to target {sc['psnr_target']:.1f} dB", fontsize=8)
     fig.suptitle(f"Editing by inversion: {r['prompt']!r}, DDIM {r['steps']} steps, w = {r['w']}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -139,26 +149,51 @@ def editing_plot(r: dict, path: Path) -> Path:
     return path
 
 
-def editing_figure(out: Path, steps: int = 50, w: float = 3.0) -> dict | None:
+def editing_figure(out: Path, steps: int = 25, w: float = 3.0, edict_steps: int = 50) -> dict | None:
     """Invert, show attention maps, edit with P2P and EDICT, score against rendered targets (`editing_results`),
     save out/editing.png (`editing_plot`); None if the shipped shapes model is absent."""
     if not pretrained.available("shapes"):
         return None
-    r = editing_results(steps, w)
+    r = editing_results(steps, w, edict_steps)
     path = editing_plot(r, out / "editing.png")
     return {"figure": str(path), "reconstruction_psnr_db": r["reconstruction_psnr_db"],
             "edits_correct": sum(sc["success"] for _, sc, _ in r["results"]) / len(r["results"]),
             "psnr_to_target_db": [round(sc["psnr_target"], 1) for _, sc, _ in r["results"]]}
 
 
+def toy_and_samples(out: Path, toy_steps: int, n: int, progress: bool = True) -> dict:
+    """Parts 1 and 2: {"toy": ..., "shapes": ...} ("shapes" only with the shipped model)."""
+    results = {"toy": toy_figure(out, steps=toy_steps, progress=progress)}
+    shapes = shapes_figure(out, n=n, progress=progress)
+    return results if shapes is None else {**results, "shapes": shapes}
+
+
+def toy_and_samples_on_one_thread(out: Path, toy_steps: int, n: int) -> dict:
+    """Parts 1 and 2 as `run`'s child process runs them: one thread, no progress bars (they would interleave with
+    part 3's)."""
+    with num_threads(1):
+        return toy_and_samples(out, toy_steps, n, progress=False)
+
+
 def run(out: str | Path = "out", fast: bool = False) -> dict:
+    """The three parts; `fast` trains the toy 2,000 steps instead of 4,000 (`train_toy`'s default) and draws 8
+    samples instead of 16.
+
+    With n >= 2 threads, parts 1 and 2 run in a child process on one thread (the toy trains on one anyway,
+    `train_toy`) while part 3 runs here on n - 1: null-text inversion's batch-1 forward+backward gains nothing from a
+    second thread (79 vs 77 ms for `shapes` on the project's CPU), so the second core would otherwise idle."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    results = {"toy": toy_figure(out, steps=2000 if fast else 6000)}
-    shapes = shapes_figure(out, n=8 if fast else 16)
-    if shapes is not None:
-        results["shapes"] = shapes
-    editing = editing_figure(out, steps=25 if fast else 50)
+    toy_steps, n, threads = (2000 if fast else 4000), (8 if fast else 16), torch.get_num_threads()
+    if threads >= 2:
+        print(f"parts 1-2 (2-D toy, {toy_steps} steps; {n} shapes samples) run in a child process beside part 3")
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            child = pool.submit(toy_and_samples_on_one_thread, out, toy_steps, n)
+            with num_threads(threads - 1):
+                editing = editing_figure(out)
+            results = child.result()
+    else:
+        results, editing = toy_and_samples(out, toy_steps, n), editing_figure(out)
     if editing is not None:
         results["editing"] = editing
     for name, r in results.items():
