@@ -35,6 +35,8 @@
 # FAST = True is the CI-sized run (about 70 s in the test suite, 2 threads).
 # FAST = False runs the full-size lecture: more Monte Carlo draws, samples, training and step counts (minutes).
 FAST = True
+DEVICE = "auto"  # where section 6's shapes model runs: auto (CUDA, else MPS, else CPU; $MINIDIFF_DEVICE overrides),
+# cpu, cuda, mps. The 2-D toy and the float64 derivation checks stay on the CPU (their ops take microseconds).
 
 # %%
 import inspect
@@ -48,6 +50,7 @@ from torch.testing import assert_close
 
 from minidiff.bench.eta_grid import eta_steps_grid
 from minidiff.datasets.toy import two_moons
+from minidiff.devices import resolve_device
 from minidiff.elbo import lambda_t
 from minidiff.gaussian import gaussian_kl, posterior_mean_from_eps, predict_eps, predict_x0, q_posterior
 from minidiff.guidance import Guidance, classifier_free_guidance
@@ -560,8 +563,9 @@ plt.show()
 # change stays much larger.
 
 # %%
-model = pretrained.load("shapes")
-print(f"shapes model: {model.num_params() / 1e6:.2f}M parameters, schedule {model.schedule.spec}")
+device = resolve_device(DEVICE)
+model = pretrained.load("shapes", device=device)
+print(f"shapes model: {model.num_params() / 1e6:.2f}M parameters, schedule {model.schedule.spec}, on {device}")
 prompt = "a yellow triangle in the center on a gray background"
 png = Path("out") / "eta_steps_grid.png"
 rows = eta_steps_grid(model, prompt, etas=etas, steps=SHAPES_STEPS, seed=0, w=3.0, path=png)
@@ -583,12 +587,14 @@ plt.show()
 # %%
 guided = classifier_free_guidance(model, Guidance.of(model, 3.0))
 context = model.encode_text([prompt] * SPEED_BATCH)
-x_T = torch.randn(SPEED_BATCH, 3, 32, 32, generator=gen(50))
+x_T = torch.randn(SPEED_BATCH, 3, 32, 32, generator=gen(50)).to(device)
 ddim_sample(guided, model.schedule, x_T, steps=2, context=context)  # warm-up
 seconds = []
 for S in SPEED_STEPS:
     start = time.perf_counter()
     ddim_sample(guided, model.schedule, x_T, steps=S, context=context)
+    if device.type == "cuda":
+        torch.cuda.synchronize()  # GPU kernels run asynchronously: time finished work only
     seconds.append((time.perf_counter() - start) / SPEED_BATCH)
     print(f"{S:4d} steps: {seconds[-1]:.3f} s per sample")
 steps_t, seconds_t = torch.tensor(SPEED_STEPS, dtype=F64), torch.tensor(seconds, dtype=F64)

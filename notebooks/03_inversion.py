@@ -35,6 +35,7 @@
 # FAST = True is the CI-sized run (about 70 s in the test suite, 2 threads): few images, short step grids.
 # FAST = False runs the full-size lecture (more images, t0 values and step counts; several minutes).
 FAST = True
+DEVICE = "auto"  # where the models run: auto (CUDA, else MPS, else CPU; $MINIDIFF_DEVICE overrides), cpu, cuda, mps
 
 # %%
 import matplotlib.pyplot as plt
@@ -45,6 +46,7 @@ from minidiff.bench.roundtrip import DDIM_PAPER_CIFAR10, cfg_inversion_table, dd
 from minidiff.bench.tables import reconstruction_mse
 from minidiff.datasets.shapes import OBJECT_COLOURS, ShapesDataset, caption, render, replace_word
 from minidiff.datasets.shapes_check import check, check_batch
+from minidiff.devices import resolve_device
 from minidiff.guidance import (
     Guidance,
     classifier_free_guidance,
@@ -75,11 +77,13 @@ def gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-model = pretrained.load("shapes")
+device = resolve_device(DEVICE)
+model = pretrained.load("shapes", device=device)
 sched = model.schedule
 T, ab = sched.T, sched.alpha_bar  # alpha_bar_t, float64, ab[0] = 1
 test_set = ShapesDataset(1000, seed=0, split="test")  # scenes the model never saw
-print(f"shapes model: {model.num_params() / 1e6:.2f}M parameters, T = {T}; e.g. {caption(test_set.scene(0))!r}")
+print(f"shapes model on {device}: {model.num_params() / 1e6:.2f}M parameters, T = {T}; "
+      f"e.g. {caption(test_set.scene(0))!r}")
 
 # %% [markdown]
 # ## 1. Naive editing: SDEdit
@@ -110,14 +114,14 @@ def recolour(scene):
 
 sources = [test_set.scene(i) for i in range(N_EDIT)]
 targets = [recolour(s) for s in sources]
-x_src = torch.stack([render(s)[0] for s in sources])  # (N, 3, 32, 32) in [-1, 1]
-x_ideal = torch.stack([render(s)[0] for s in targets])  # the exact edit
+x_src = torch.stack([render(s)[0] for s in sources]).to(device)  # (N, 3, 32, 32) in [-1, 1]
+x_ideal = torch.stack([render(s)[0] for s in targets]).to(device)  # the exact edit
 src_prompts, tgt_prompts = [caption(s) for s in sources], [caption(s) for s in targets]
 print(f"source: {src_prompts[0]!r}\ntarget: {tgt_prompts[0]!r}")
 
 guided = classifier_free_guidance(model, Guidance.of(model, W_EDIT))  # section 3 explains guidance
 ctx_tgt = model.encode_text(tgt_prompts)
-eps_fwd = torch.randn(x_src.shape, generator=gen(0))  # one forward noise, shared by every t0
+eps_fwd = torch.randn(x_src.shape, generator=gen(0)).to(device)  # one forward noise, shared by every t0
 
 t0 = 300
 grid = sdedit_grid(T, t0, SDEDIT_STEPS)
@@ -233,7 +237,7 @@ def x_independent(x_t, t, context=None):
     return table[t].to(x_t)
 
 
-x0 = x_src.to(F64)
+x0 = x_src.to("cpu", F64)  # a float64 exactness check: on the CPU, beside `table` (MPS has no float64)
 for steps in (10, 50):
     x_T = ddim_invert(x_independent, sched, x0, steps)
     err = (ddim_sample(x_independent, sched, x_T, steps) - x0).abs().max().item()
@@ -246,7 +250,7 @@ for steps in (10, 50):
 # the $\epsilon_\theta(x_t, t)$ the sampler will use on the way back?
 
 # %%
-x_inv, inv_prompts = torch.stack([render(test_set.scene(100 + i))[0] for i in range(N_INV)]), [
+x_inv, inv_prompts = torch.stack([render(test_set.scene(100 + i))[0] for i in range(N_INV)]).to(device), [
     caption(test_set.scene(100 + i)) for i in range(N_INV)]
 ctx_inv = model.encode_text(inv_prompts)
 trajectory = []
@@ -254,7 +258,7 @@ x_T = ddim_invert(model, sched, x_inv, INV_STEPS, context=ctx_inv, callback=traj
 mismatch = []
 with torch.no_grad():
     for d in trajectory:
-        eps_exact = model(d["x_t"], torch.full((N_INV,), d["t"]), ctx_inv)  # what sampling will use at t
+        eps_exact = model(d["x_t"], torch.full((N_INV,), d["t"], device=device), ctx_inv)  # what sampling will use at t
         mismatch.append(((eps_exact - d["eps"]).norm() / eps_exact.norm()).item())
 x_rec = ddim_sample(model, sched, x_T, INV_STEPS, context=ctx_inv)
 mse_inv = reconstruction_mse(x_rec, x_inv)
@@ -312,8 +316,8 @@ plt.show()
 # $w$ and an *implicit* classifier: it samples $\propto p_t(x_t)\, p_t(c \mid x_t)^w$.
 
 # %%
-x_t = torch.randn(N_INV, 3, 32, 32, generator=gen(10))
-t = torch.linspace(50, 950, N_INV).round().long()  # (N_INV,) one noise level per image
+x_t = torch.randn(N_INV, 3, 32, 32, generator=gen(10)).to(device)
+t = torch.linspace(50, 950, N_INV).round().long().to(device)  # (N_INV,) one noise level per image
 with torch.no_grad():
     eps_c, eps_u = model(x_t, t, ctx_inv), model(x_t, t, model.null_context(N_INV))
     for w_prime in (0.0, 2.0, 6.5):
@@ -334,7 +338,7 @@ print("w' = 0, 2, 6.5 (Ho & Salimans) = w = 1, 3, 7.5 (minidiff); inline CFG = c
 # %%
 prompts = [caption(test_set.scene(200 + i)) for i in range(N_PER_W)]
 ctx = model.encode_text(prompts)
-x_T = torch.randn(N_PER_W, 3, 32, 32, generator=gen(11))
+x_T = torch.randn(N_PER_W, 3, 32, 32, generator=gen(11)).to(device)
 by_w = {}
 for w in CFG_WS:
     by_w[w] = ddim_sample(classifier_free_guidance(model, Guidance.of(model, w)), sched, x_T, SAMPLE_STEPS,

@@ -30,6 +30,7 @@
 # FAST = True is the CI-sized run (about 85 s in the test suite, 2 threads): few images, short grids.
 # FAST = False runs the lecture's sizes: 50-step grids, the paper's 50/100/200-step table in float64 (~10 minutes).
 FAST = True
+DEVICE = "auto"  # where the models run: auto (CUDA, else MPS, else CPU; $MINIDIFF_DEVICE overrides), cpu, cuda, mps
 
 # %%
 import copy
@@ -43,6 +44,7 @@ from minidiff.bench.edict import edict_table
 from minidiff.bench.tables import reconstruction_mse
 from minidiff.datasets.shapes import ShapesDataset, caption, render, replace_word, shapes_tensors
 from minidiff.datasets.shapes_check import check
+from minidiff.devices import resolve_device
 from minidiff.edict import edict_coefficients, edict_edit, edict_invert, edict_sample, edict_step, edit_grid
 from minidiff.guidance import Guidance
 from minidiff.inversion import ddim_invert
@@ -59,8 +61,10 @@ N_TABLE = 2 if FAST else 4
 EDIT_STEPS = 50  # 40 steps at strength 0.8; section 3 shows why 20 steps are too few for p = 0.93 on this model
 
 t_start = time.time()
-model = pretrained.load("shapes")  # float32, eval mode
+device = resolve_device(DEVICE)
+model = pretrained.load("shapes", device=device)  # float32, eval mode
 sched = model.schedule
+print(f"shapes model on {device}")
 
 
 def gen(seed: int) -> torch.Generator:
@@ -162,9 +166,10 @@ print(f"two coupling layers: mean |w - z| = {(w - z).abs().mean():.2f}; inverted
 # sections 3 and 5 measure how they differ.
 
 # %%
-model64 = copy.deepcopy(model).double()
+model64 = copy.deepcopy(model).cpu().double()  # float64 runs on the CPU (MPS has none; it is slow on GPUs)
 x0_all, captions_all = shapes_tensors(max(N_TABLE, 2), split="test")  # held-out scenes, (N, 3, 32, 32) in [-1, 1]
-x_t = x0_all[:1].double()  # pretend the scene is x_t at t = 500
+x0_all = x0_all.to(device)  # for the float32 model; model64 gets float64 copies on the CPU
+x_t = x0_all[:1].cpu().double()  # pretend the scene is x_t at t = 500
 y_t = x_t.clone()
 ctx64 = model64.encode_text(captions_all[:1])
 t, t_prev, p = 500, 480, 0.93
@@ -224,7 +229,7 @@ print(f"one EDICT step undone exactly:          max |error| = {edict_error:.1e}"
 # trip (invert, then sample) of held-out scenes, for several $p$.
 
 # %%
-x_T = torch.randn(1, 3, 32, 32, generator=gen(1))
+x_T = torch.randn(1, 3, 32, 32, generator=gen(1)).to(device)
 ctx = model.encode_text(captions_all[:1])
 
 
@@ -323,7 +328,7 @@ for (p, lf), d in order_drift.items():
 # code did.
 
 # %%
-table_model, table_images = (model, x0_all[:N_TABLE]) if FAST else (model64, x0_all[:N_TABLE].double())
+table_model, table_images = (model, x0_all[:N_TABLE]) if FAST else (model64, x0_all[:N_TABLE].cpu().double())
 rows = edict_table(table_model, table_images, captions_all[:N_TABLE], steps_list=TABLE_STEPS, w=W)
 mse = {(r["method"], r["steps"]): r["mse"] for r in rows}
 for S in TABLE_STEPS:
@@ -344,8 +349,8 @@ scene = next(data.scene(i) for i in range(100) if len(data.scene(i).objects) == 
 old = scene.objects[0].colour
 new = "green" if old != "green" else "yellow"
 target = replace_word(scene, old, new)
-x0_edit, mask = render(scene)[0][None], render(scene)[1][0]
-x_target = render(target)[0][None]
+x0_edit, mask = render(scene)[0][None].to(device), render(scene)[1][0].to(device)
+x_target = render(target)[0][None].to(device)
 base_ctx, target_ctx = model.encode_text([caption(scene)]), model.encode_text([caption(target)])
 guidance = Guidance.of(model, W)
 
@@ -419,10 +424,10 @@ if not (pretrained.available("cifar10") and pretrained.available("cifar10_ae")):
 elif (why := missing("cifar10")) is not None:
     print(f"skipping §6, CIFAR-10 test images not found: {why}")
 else:
-    latent_model = pretrained.load("cifar10")  # attaches data/cifar10_ae
+    latent_model = pretrained.load("cifar10", device=device)  # attaches data/cifar10_ae, on the same device
     item = next(it for it in load_dataset("cifar10", "test", limit=200, progress=False) if "cat" in it["caption"])
     contexts = latent_model.encode_text([item["caption"], item["caption"].replace("cat", "dog")])
-    x_cat = item["image"][None]
+    x_cat = item["image"][None].to(device)
     x_dog, _ = edict_edit(latent_model, latent_model.schedule, x_cat, contexts[:1], contexts[1:], steps=EDIT_STEPS,
                           guidance=Guidance.of(latent_model, W), encode=latent_model.encode,
                           decode=latent_model.decode)

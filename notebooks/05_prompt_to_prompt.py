@@ -36,6 +36,7 @@
 # FAST = True is the CI-sized run (about 135 s in the test suite, 2 threads): 20-step grids, few benchmark scenes.
 # FAST = False runs the lecture's sizes: 50-step grids and a 30-scene benchmark (several minutes).
 FAST = True
+DEVICE = "auto"  # where the model runs: auto (CUDA, else MPS, else CPU; $MINIDIFF_DEVICE overrides), cpu, cuda, mps
 
 # %%
 import time
@@ -46,6 +47,7 @@ import torch
 from minidiff.bench.edit import edit_benchmark, make_cases
 from minidiff.datasets.shapes import Scene, ShapeObject
 from minidiff.datasets.shapes_check import check
+from minidiff.devices import resolve_device
 from minidiff.guidance import Guidance
 from minidiff.inversion import ddim_invert
 from minidiff.metrics import psnr
@@ -71,11 +73,13 @@ N_BENCH = 3 if FAST else 30
 W = 3.0  # classifier-free guidance scale used throughout (the shapes model's sampling default)
 
 t_start = time.time()
-model = pretrained.load("shapes")
+device = resolve_device(DEVICE)
+model = pretrained.load("shapes", device=device)
+print(f"shapes model on {device}")
 tok, sched = model.tokenizer, model.schedule
 GW = Guidance.of(model, W)  # classifier-free guidance: the model's encoded "" as null condition, scale W
 grid = timesteps(sched.T, STEPS)
-x_T = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(7))  # a seed the model draws right
+x_T = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(7)).to(device)  # a seed the model draws right
 
 
 def show(images, titles):
@@ -219,7 +223,7 @@ fig, ax = plt.subplots(1, 3, figsize=(6, 2.2))
 for axis, img, title in zip(ax[:2], [a[0], x[0]], ["source", "word swap + local blend"], strict=True):
     axis.imshow(to_numpy_image(img), interpolation="nearest")
     axis.set_title(title, fontsize=8)
-ax[2].imshow(mask[0, 0], cmap="gray")
+ax[2].imshow(mask[0, 0].cpu(), cmap="gray")
 ax[2].set_title("mask", fontsize=8)
 for axis in ax:
     axis.axis("off")
@@ -239,7 +243,7 @@ plt.show()
 # %%
 scene = Scene((ShapeObject("circle", "red", "left", size=5.6, dx=0.4, dy=-0.6),), "gray", 0.7, 0.05, 7)
 cases = make_cases([(scene, "colour", "green")])
-x0, prompt = cases.source, cases.source_caption
+x0, target, prompt = cases.source.to(device), cases.target.to(device), cases.source_caption
 ctx, null = model.encode_text(prompt), model.null_context()
 recs, inversions = {}, {}
 for w in (W, 7.5):
@@ -263,10 +267,10 @@ inv = inversions[W]  # the null-text inversion at w = W from above
 blend = LocalBlend.for_model(model, prompt, cases.target_caption, [["red"]], [["green"]])
 edit = Replace(tok, prompt, cases.target_caption, grid, cross_steps=0.8, self_steps=0.4, local_blend=blend)
 rec, x = p2p_sample(model, edit, inv.x_T, guidance=GW, null_embeddings=inv.null_embeddings)
-show([x0[0], rec[0], x[0], cases.target[0]],
+show([x0[0], rec[0], x[0], target[0]],
      ["real", "reconstruction", f"edit: {'OK' if check(x[0], cases.target_caption[0])['correct'] else 'X'}",
       "exact target (rendered)"])
-print(f"PSNR to the exact target: {psnr(x, cases.target).item():.1f} dB")
+print(f"PSNR to the exact target: {psnr(x, target).item():.1f} dB")
 
 # %% [markdown]
 # ## 6. The ground-truth edit benchmark

@@ -31,6 +31,7 @@
 # %% tags=["parameters"]
 # FAST = True is the CI-sized run (about 65 s in the test suite, 2 threads). FAST = False: more samples and images.
 FAST = True
+DEVICE = "auto"  # where the models run: auto (CUDA, else MPS, else CPU; $MINIDIFF_DEVICE overrides), cpu, cuda, mps
 
 # %%
 import time
@@ -41,6 +42,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from minidiff.bench.latent import quality_table
 from minidiff.datasets import heldout, missing
+from minidiff.devices import resolve_device
 from minidiff.metrics import psnr, ssim
 from minidiff.nn.autoencoder import estimate_scale_factor
 from minidiff.nn.diffusion_model import generate
@@ -52,6 +54,8 @@ N_IMAGES = 200 if FAST else 1000
 N_QUALITY = 100 if FAST else 500
 STEPS = 10 if FAST else 25
 t_start = time.time()
+device = resolve_device(DEVICE)
+print(f"models run on {device}")
 
 
 def have(section: str, *names: str) -> bool:
@@ -85,16 +89,20 @@ def grid(images, titles=None, ncol=8):
 
 # %%
 def cost(cfg: UNetConfig, batch: int = 32, repeats: int = 3) -> tuple[float, float, int]:
-    unet = UNet(cfg).eval()
-    x = torch.randn(batch, cfg.in_channels, cfg.image_size, cfg.image_size)
-    t, ctx = torch.full((batch,), 500), torch.randn(batch, 24, 64)
+    unet = UNet(cfg).eval().to(device)
+    x = torch.randn(batch, cfg.in_channels, cfg.image_size, cfg.image_size).to(device)
+    t, ctx = torch.full((batch,), 500, device=device), torch.randn(batch, 24, 64).to(device)
     with torch.no_grad(), FlopCounterMode(display=False) as fc:
         unet(x[:1], t[:1], ctx[:1])
     with torch.no_grad():
         unet(x, t, ctx)
+        if device.type == "cuda":
+            torch.cuda.synchronize()  # GPU kernels run asynchronously: time finished work only
         t0 = time.perf_counter()
         for _ in range(repeats):
             unet(x, t, ctx)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
     return fc.get_total_flops() / 1e6, (time.perf_counter() - t0) / repeats / batch * 1e3, sum(
         p.numel() for p in unet.parameters())
 
@@ -122,8 +130,8 @@ print(f"\nlatent / pixel: FLOPs {latent[0] / pixel[0]:.2f}, time {latent[1] / pi
 for name in ("cifar10", "celeba"):
     if not (have("§2", f"{name}_ae") and data_available("§2", name)):
         continue
-    ae = pretrained.load(f"{name}_ae")
-    x, _ = heldout(name, N_IMAGES)
+    ae = pretrained.load(f"{name}_ae", device=device)
+    x = heldout(name, N_IMAGES)[0].to(device)
     with torch.no_grad():
         mean = ae.encode(x).mean
         rec = ae(x)
@@ -147,7 +155,7 @@ for name in ("cifar10", "celeba"):
 
 # %%
 if have("§3", "cifar10"):
-    model = pretrained.load("cifar10")
+    model = pretrained.load("cifar10", device=device)
     print("vocabulary:", model.tokenizer.words)
     print("text encoder:", model.text_encoder.cfg, "| UNet cross-attention layers:",
           [m.layer_name for m in model.unet.modules() if getattr(m, "kind", None) == "cross"])
@@ -170,7 +178,7 @@ prompts = {"cifar10": [f"a photo of a {c}" for c in ("airplane", "automobile", "
 for name, ps in prompts.items():
     if not have("§4", name):
         continue
-    model = pretrained.load(name)
+    model = pretrained.load(name, device=device)
     x = generate(model, [p for p in ps for _ in range(2)], w=3.0, steps=STEPS, progress=False)
     grid(x, [p.removeprefix("a photo of a ") for p in ps for _ in range(2)], ncol=10)
 
@@ -187,7 +195,7 @@ for name, ps in prompts.items():
 # %%
 for name in ("cifar10", "celeba"):
     if have("§5", name, f"{name}_classifier") and data_available("§5", name):
-        quality_table(name, f"{name}_classifier", n=N_QUALITY, steps=STEPS)
+        quality_table(name, f"{name}_classifier", n=N_QUALITY, steps=STEPS, device=device)
 
 # %% [markdown]
 # ## Exercises
