@@ -32,7 +32,7 @@ from ..elbo import elbo_terms
 from ..guidance import Guidance
 from ..metrics import psnr
 from ..nn.diffusion_model import generate
-from ..null_text import null_text_invert, null_text_sample
+from ..null_text import null_text_invert
 from ..p2p import AttentionEdit, AttentionStore, p2p_sample, word_maps
 from ..samplers import ddpm_sample
 from ..schedule import Schedule
@@ -99,11 +99,10 @@ def editing_results(steps: int = 25, w: float = 3.0, edict_steps: int = 50) -> d
     ctx, guidance = model.encode_text(src), Guidance.of(model, w)
     print(f"null-text inversion of {src[0]!r} ({steps} steps, w = {w})")
     inv = null_text_invert(model, model.schedule, x0, ctx, guidance, steps=steps, progress=True)
-    with torch.no_grad():
-        rec = null_text_sample(model, model.schedule, inv, ctx)
-        store = AttentionStore(2)
-        p2p_sample(model, AttentionEdit(model.tokenizer, src, src, inv.grid, cross_steps=0.0, store=store), inv.x_T,
-                   guidance, inv.null_embeddings)
+    with torch.no_grad():  # one pass draws the reconstruction and records its attention maps: with nothing injected,
+        store = AttentionStore(2)  # p2p_sample's source row is null_text_sample's guided DDIM with the same nulls
+        rec, _ = p2p_sample(model, AttentionEdit(model.tokenizer, src, src, inv.grid, cross_steps=0.0, store=store),
+                            inv.x_T, guidance, inv.null_embeddings)
         words, maps = word_maps(store, model.tokenizer, src[0])
         print("P2P word swaps (colour + local blend, shape, background)")
         edits = p2p_word_swaps(model, cases, inv.x_T.expand(3, -1, -1, -1), w, steps, blend=True,

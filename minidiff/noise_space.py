@@ -1,0 +1,162 @@
+"""The DDPM noise space (lecture 7): stochastic samplers as deterministic generators, and their two encoders.
+
+DDIM with eta > 0 (DDPM at eta = 1) injects fresh noise at every step,
+
+    x_{t_prev} = mu(x_t, t) + sigma_t z_t,    mu = the DDIM step's mean (`samplers.ddim_update` without noise),
+
+so the sampler is a deterministic function x_0 = G(z) of the latent z = (x_T, z_S, ..., z_1) ~ N(0, I)
+(CycleDiffusion: Wu & De la Torre, "A latent space of stochastic diffusion models for zero-shot image editing and
+guidance", ICCV 2023, sec. 3). `generate` is G: `samplers.ddim_sample` with the noise injected.
+
+Two encoders x_0 -> z make G reproduce a given image; both read each step's noise off as
+
+    z_t = (x_{t_prev} - mu(x_t, t)) / sigma_t                                       (CycleDiffusion eq. 5)
+
+and differ in where the x_t come from:
+
+- `dpm_encode` (CycleDiffusion's DPM-Encoder): a chain, x_T ~ q(x_T | x_0), then x_{t_prev} ~ q_sigma(x_{t_prev} |
+  x_t, x_0), the DDIM posterior (DDIM eq. 7), which is the DDIM step taken with the *true* eps of (x_t, x_0)
+  (`q_sigma_sample`). With the exact eps-model, mu is q_sigma's mean and z ~ N(0, I).
+- `edit_friendly_invert` (Huberman-Spiegelglas, Kulikov & Michaeli, "An Edit Friendly DDPM Noise Space", CVPR
+  2024; inbarhub/DDPM_inversion): each x_t drawn *independently*, x_t = sqrt(ab_t) x_0 + sqrt(1 - ab_t) eps~_t.
+  Consecutive x_t are then far less correlated than the model expects, so the z_t are larger than N(0, I) and
+  carry the image's structure, which is why edits decoded from them keep the layout.
+
+Both follow the reference code in recomputing x_{t_prev} = mu + sigma_t z_t after reading z_t off (it stops
+round-off from accumulating) and in storing every x_t, so decoding may start `skip` steps into the grid.
+
+The final step (t_1 -> 0) has sigma = 0 (alpha_bar_0 = 1): there is no noise to recover, z_1 = 0, and G ends on that
+step's x0_pred(x_{t_1}), not on x_0. `NoiseLatent.residual` = x_0 - x0_pred(x_{t_1}) is what is left (the model's
+one-step prediction error at t_1, small on fine grids); G(z) + residual = x_0 to round-off. With eta = 0 every step
+has sigma = 0 and there is nothing to encode: both encoders refuse it (`inversion.ddim_invert` is that encoder).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from .checks import check_data
+from .gaussian import predict_eps, q_sample
+from .guidance import Guidance, guided
+from .protocols import EpsModel
+from .samplers import ddim_coefficients, ddim_sample, ddim_update
+from .schedule import Schedule, resolve_grid, standard_normal, step_pairs, t_batch
+
+
+@dataclass
+class NoiseLatent:
+    """What the encoders return, and all that G needs.
+
+    x_t:      (S, B, ...) the encoder's x at each step's start, x_t[0] = x_T (decoding with `skip` starts at x_t[skip])
+    noise:    (S, B, ...) z of each step i (i = 0 is the noisiest), injected by G; the last row (sigma = 0) is zero
+    residual: (B, ...) x_0 - x0_pred(x_{t_1}): what the final sigma = 0 step leaves (G(z) + residual = x_0)
+    grid:     the descending grid tau_S > ... > 0
+    eta:      the DDIM eta of the steps' sigma_t (> 0)
+    """
+
+    x_t: Tensor
+    noise: Tensor
+    residual: Tensor
+    grid: Tensor
+    eta: float
+
+    @property
+    def x_T(self) -> Tensor:
+        return self.x_t[0]
+
+
+def q_sigma_sample(sched: Schedule, x_t: Tensor, x0: Tensor, t: int, t_prev: int, eta: float, n: Tensor) -> Tensor:
+    """x_{t_prev} ~ q_sigma(x_{t_prev} | x_t, x_0), DDIM eq. 7, with n ~ N(0, I):
+
+        mean = sqrt(ab_prev) x_0 + sqrt(1 - ab_prev - sigma_t^2) (x_t - sqrt(ab_t) x_0) / sqrt(1 - ab_t),  std sigma_t
+
+    which is the DDIM step (eq. 12) taken with the true eps = (x_t - sqrt(ab_t) x_0) / sqrt(1 - ab_t): its x0_pred is
+    x_0 itself."""
+    eps_true = predict_eps(sched, x_t, t_batch(t, x_t), x0)
+    return ddim_update(x_t, eps_true, ddim_coefficients(sched, t, t_prev, eta)[0].tolist(), n)
+
+
+def _check_eta(eta: float) -> None:
+    if not eta > 0:  # also catches NaN
+        raise ValueError(f"eta must be > 0 to have noise to encode, got {eta}: at eta = 0 every sigma_t is 0 and DDIM "
+                         "is deterministic (invert it with inversion.ddim_invert)")
+
+
+def _encode(eps_model: EpsModel, sched: Schedule, x0: Tensor, grid: Tensor, eta: float,
+            next_x: Callable[[int, Tensor, int, int], Tensor], context: Tensor | None, guidance: Guidance | None,
+            callback: Callable[[dict], None] | None, progress: bool, desc: str) -> NoiseLatent:
+    """The loop both encoders share: z_t = (x_{t_prev} - mu(x_t, t)) / sigma_t, with x_{t_prev} = next_x(i, x_t, t,
+    t_prev) for the steps with sigma > 0; then x_{t_prev} = mu + sigma z_t (the reference's round-off correction)."""
+    model, coefs = guided(eps_model, guidance), ddim_coefficients(sched, grid[:-1], grid[1:], eta).tolist()
+    x, xs, zs = next_x(-1, x0, int(grid[0]), int(grid[0])), [], []
+    for i, (t_int, t_prev) in enumerate(tqdm(step_pairs(grid), disable=not progress, desc=desc)):
+        eps = model(x, t_batch(t_int, x), context)
+        mu, sigma = ddim_update(x, eps, coefs[i]), coefs[i][4]
+        z = (next_x(i, x, t_int, t_prev) - mu) / sigma if sigma > 0 else torch.zeros_like(x)
+        x_prev = mu + sigma * z
+        if callback is not None:
+            callback({"i": i, "t": t_int, "t_prev": t_prev, "x_t": x, "eps": eps, "mu": mu, "z": z, "x_prev": x_prev})
+        xs.append(x)
+        zs.append(z)
+        x = x_prev
+    return NoiseLatent(torch.stack(xs), torch.stack(zs), x0 - x, grid, eta)
+
+
+def dpm_encode(eps_model: EpsModel, sched: Schedule, x0: Tensor, steps: int = 50, eta: float = 1.0,
+               context: Tensor | None = None, guidance: Guidance | None = None, spacing: str = "leading",
+               grid: Tensor | None = None, generator: torch.Generator | None = None,
+               callback: Callable[[dict], None] | None = None, progress: bool = False) -> NoiseLatent:
+    """CycleDiffusion's DPM-Encoder (module docstring): x_T ~ q(x_T | x_0), x_{t_prev} ~ q_sigma(. | x_t, x_0) down the
+    grid (`q_sigma_sample`), z_t = (x_{t_prev} - mu(x_t, t)) / sigma_t. x0: (B, ...); `context` / `guidance` are the
+    condition G will decode with to reconstruct (decode with another to translate). The draws use `generator`.
+    `callback` gets {"i", "t", "t_prev", "x_t", "eps", "mu", "z", "x_prev"} after each step."""
+    check_data(x0, "x0")
+    _check_eta(eta)
+    grid = resolve_grid(sched.T, steps, spacing, grid)
+
+    def next_x(i: int, x_t: Tensor, t: int, t_prev: int) -> Tensor:
+        n = standard_normal(x0.shape, x0, generator)
+        if i < 0:  # x_T ~ q(x_T | x_0)
+            return q_sample(sched, x0, t_batch(t, x0), n)
+        return q_sigma_sample(sched, x_t, x0, t, t_prev, eta, n)
+
+    return _encode(eps_model, sched, x0, grid, eta, next_x, context, guidance, callback, progress, "DPM-Encoder")
+
+
+def edit_friendly_invert(eps_model: EpsModel, sched: Schedule, x0: Tensor, steps: int = 50, eta: float = 1.0,
+                         context: Tensor | None = None, guidance: Guidance | None = None, spacing: str = "leading",
+                         grid: Tensor | None = None, generator: torch.Generator | None = None,
+                         callback: Callable[[dict], None] | None = None, progress: bool = False) -> NoiseLatent:
+    """Edit-friendly DDPM inversion (module docstring): every x_t on the grid drawn independently,
+    x_t = sqrt(ab_t) x_0 + sqrt(1 - ab_t) eps~_t (inbarhub/DDPM_inversion's `sample_xts_from_x0`), then
+    z_t = (x_{t_prev} - mu(x_t, t)) / sigma_t, recomputing x_{t_prev} = mu + sigma_t z_t before the next step (its
+    `inversion_forward_process`). Arguments and callback as `dpm_encode`."""
+    check_data(x0, "x0")
+    _check_eta(eta)
+    grid = resolve_grid(sched.T, steps, spacing, grid)
+    draws = {int(t): q_sample(sched, x0, t_batch(int(t), x0), standard_normal(x0.shape, x0, generator))
+             for t in grid[:-1]}  # x_T, x_{tau_{S-1}}, ..., x_{tau_1}: drawn up front, independently
+
+    def next_x(i: int, x_t: Tensor, t: int, t_prev: int) -> Tensor:
+        return draws[t] if i < 0 else draws[t_prev]
+
+    return _encode(eps_model, sched, x0, grid, eta, next_x, context, guidance, callback, progress, "edit-friendly")
+
+
+@torch.no_grad()
+def generate(eps_model: EpsModel, sched: Schedule, z: NoiseLatent, context: Tensor | None = None,
+             guidance: Guidance | None = None, skip: int = 0, callback: Callable[[dict], None] | None = None,
+             progress: bool = False) -> Tensor:
+    """G(z): DDIM with eta = z.eta on z.grid, injecting z.noise, from z.x_t[skip] (`skip` steps into the grid: the
+    edit-friendly paper's T - skip start). With the encoder's condition it returns x_0 - z.residual (to round-off);
+    with another `context` it translates (CycleDiffusion's zero-shot editing)."""
+    S = len(z.grid) - 1
+    if not 0 <= skip < S:
+        raise ValueError(f"skip must be in [0, {S - 1}] (steps of the {S}-step grid to leave out), got {skip}")
+    return ddim_sample(eps_model, sched, z.x_t[skip], eta=z.eta, context=context, grid=z.grid[skip:],
+                       noise=z.noise[skip:], guidance=guidance, callback=callback, progress=progress)
