@@ -29,6 +29,9 @@ The final step (t_1 -> 0) has sigma = 0 (alpha_bar_0 = 1): there is no noise to 
 step's x0_pred(x_{t_1}), not on x_0. `NoiseLatent.residual` = x_0 - x0_pred(x_{t_1}) is what is left (the model's
 one-step prediction error at t_1, small on fine grids); G(z) + residual = x_0 to round-off. With eta = 0 every step
 has sigma = 0 and there is nothing to encode: both encoders refuse it (`inversion.ddim_invert` is that encoder).
+
+Plug-and-play guidance (CycleDiffusion sec. 4.2) samples z from N(0, I) exp(-E(G(z))) by Langevin dynamics
+(`langevin_guidance`, `langevin_step`; the discretisation's stationary variance: `langevin_stationary_var`).
 """
 
 from __future__ import annotations
@@ -160,3 +163,48 @@ def generate(eps_model: EpsModel, sched: Schedule, z: NoiseLatent, context: Tens
         raise ValueError(f"skip must be in [0, {S - 1}] (steps of the {S}-step grid to leave out), got {skip}")
     return ddim_sample(eps_model, sched, z.x_t[skip], eta=z.eta, context=context, grid=z.grid[skip:],
                        noise=z.noise[skip:], guidance=guidance, callback=callback, progress=progress)
+
+
+def langevin_step(z: Tensor, grad_energy: Tensor, step_size: float, omega: Tensor) -> Tensor:
+    """One unadjusted Langevin step on p(z) ~ N(z; 0, I) exp(-E(z)) (CycleDiffusion sec. 4.2, plug-and-play guidance):
+
+        z <- z + (s / 2) grad_z (log N(z; 0, I) - E(z)) + sqrt(s) omega = z - (s / 2) (z + grad_z E) + sqrt(s) omega,
+
+    omega ~ N(0, I). For a Gaussian target the chain's stationary law is Gaussian with the target's mean and a
+    variance inflated by the discretisation: with E = 0 it is 1 / (1 - s / 4), not 1 (`langevin_stationary_var`)."""
+    return z - 0.5 * step_size * (z + grad_energy) + step_size**0.5 * omega
+
+
+def langevin_stationary_var(step_size: float, curvature: float = 1.0) -> float:
+    """The stationary variance of `langevin_step` on a Gaussian target of precision `curvature` (1 + lambda for the
+    tilt E = lambda / 2 |z - a|^2): the chain is z' = r z + c + sqrt(s) omega with r = 1 - s curvature / 2, so
+    Var = s / (1 - r^2) (-> 1 / curvature as s -> 0)."""
+    r = 1 - 0.5 * step_size * curvature
+    if not abs(r) < 1:
+        raise ValueError(f"step size {step_size} is too large for curvature {curvature}: the chain diverges "
+                         f"(need step_size * curvature < 4)")
+    return step_size / (1 - r * r)
+
+
+def langevin_guidance(energy: Callable[[Tensor], Tensor], z: Tensor, steps: int = 200, step_size: float = 0.05,
+                      generator: torch.Generator | None = None,
+                      callback: Callable[[dict], None] | None = None) -> Tensor:
+    """Plug-and-play guidance in the noise space: `steps` Langevin steps (CycleDiffusion's n = 200, sigma = 0.05) from
+    z (B, ...) towards N(0, I) exp(-energy(z)). `energy(z)` returns per-sample energies (B,), e.g.
+    lambda * E(G(z) | C) with G = `generate` over a packed latent; its gradient is taken here by autograd.
+    `callback` gets {"i", "z", "energy"} after each step. Returns the final z (detached)."""
+    if steps < 1 or not step_size > 0:
+        raise ValueError(f"need steps >= 1 and step_size > 0, got {steps} and {step_size}")
+    z = z.detach()
+    for i in range(steps):
+        with torch.enable_grad():
+            zg = z.requires_grad_(True)
+            e = energy(zg)
+            if e.shape != (z.shape[0],):
+                raise ValueError(f"energy(z) must return one energy per sample, shape ({z.shape[0]},); got "
+                                 f"{tuple(e.shape)}")
+            (grad,) = torch.autograd.grad(e.sum(), [zg]) if e.requires_grad else (torch.zeros_like(z),)
+        z = langevin_step(z.detach(), grad, step_size, standard_normal(z.shape, z, generator))
+        if callback is not None:
+            callback({"i": i, "z": z, "energy": e.detach()})
+    return z
