@@ -90,17 +90,18 @@ def _check_eta(eta: float) -> None:
                          "is deterministic (invert it with inversion.ddim_invert)")
 
 
-def _encode(eps_model: EpsModel, sched: Schedule, x0: Tensor, grid: Tensor, eta: float,
-            next_x: Callable[[int, Tensor, int, int], Tensor], context: Tensor | None, guidance: Guidance | None,
+def _encode(eps_model: EpsModel, sched: Schedule, x0: Tensor, x_T: Tensor, grid: Tensor, eta: float,
+            next_x: Callable[[Tensor, int, int], Tensor], context: Tensor | None, guidance: Guidance | None,
             callback: Callable[[dict], None] | None, progress: bool, desc: str) -> NoiseLatent:
-    """The loop both encoders share: z_t = (x_{t_prev} - mu(x_t, t)) / sigma_t, with x_{t_prev} = next_x(i, x_t, t,
-    t_prev) for the steps with sigma > 0; then x_{t_prev} = mu + sigma z_t (the reference's round-off correction)."""
+    """The loop both encoders share, from x_T: z_t = (x_{t_prev} - mu(x_t, t)) / sigma_t, with x_{t_prev} =
+    next_x(x_t, t, t_prev) for the steps with sigma > 0; then x_{t_prev} = mu + sigma z_t (the reference's round-off
+    correction)."""
     model, coefs = guided(eps_model, guidance), ddim_coefficients(sched, grid[:-1], grid[1:], eta).tolist()
-    x, xs, zs = next_x(-1, x0, int(grid[0]), int(grid[0])), [], []
+    x, xs, zs = x_T, [], []
     for i, (t_int, t_prev) in enumerate(tqdm(step_pairs(grid), disable=not progress, desc=desc)):
         eps = model(x, t_batch(t_int, x), context)
         mu, sigma = ddim_update(x, eps, coefs[i]), coefs[i][4]
-        z = (next_x(i, x, t_int, t_prev) - mu) / sigma if sigma > 0 else torch.zeros_like(x)
+        z = (next_x(x, t_int, t_prev) - mu) / sigma if sigma > 0 else torch.zeros_like(x)
         x_prev = mu + sigma * z
         if callback is not None:
             callback({"i": i, "t": t_int, "t_prev": t_prev, "x_t": x, "eps": eps, "mu": mu, "z": z, "x_prev": x_prev})
@@ -122,13 +123,11 @@ def dpm_encode(eps_model: EpsModel, sched: Schedule, x0: Tensor, steps: int = 50
     _check_eta(eta)
     grid = resolve_grid(sched.T, steps, spacing, grid)
 
-    def next_x(i: int, x_t: Tensor, t: int, t_prev: int) -> Tensor:
-        n = standard_normal(x0.shape, x0, generator)
-        if i < 0:  # x_T ~ q(x_T | x_0)
-            return q_sample(sched, x0, t_batch(t, x0), n)
-        return q_sigma_sample(sched, x_t, x0, t, t_prev, eta, n)
+    def next_x(x_t: Tensor, t: int, t_prev: int) -> Tensor:
+        return q_sigma_sample(sched, x_t, x0, t, t_prev, eta, standard_normal(x0.shape, x0, generator))
 
-    return _encode(eps_model, sched, x0, grid, eta, next_x, context, guidance, callback, progress, "DPM-Encoder")
+    x_T = q_sample(sched, x0, t_batch(int(grid[0]), x0), standard_normal(x0.shape, x0, generator))  # q(x_T | x_0)
+    return _encode(eps_model, sched, x0, x_T, grid, eta, next_x, context, guidance, callback, progress, "DPM-Encoder")
 
 
 def edit_friendly_invert(eps_model: EpsModel, sched: Schedule, x0: Tensor, steps: int = 50, eta: float = 1.0,
@@ -145,10 +144,8 @@ def edit_friendly_invert(eps_model: EpsModel, sched: Schedule, x0: Tensor, steps
     draws = {int(t): q_sample(sched, x0, t_batch(int(t), x0), standard_normal(x0.shape, x0, generator))
              for t in grid[:-1]}  # x_T, x_{tau_{S-1}}, ..., x_{tau_1}: drawn up front, independently
 
-    def next_x(i: int, x_t: Tensor, t: int, t_prev: int) -> Tensor:
-        return draws[t] if i < 0 else draws[t_prev]
-
-    return _encode(eps_model, sched, x0, grid, eta, next_x, context, guidance, callback, progress, "edit-friendly")
+    return _encode(eps_model, sched, x0, draws[int(grid[0])], grid, eta, lambda x_t, t, t_prev: draws[t_prev], context,
+                   guidance, callback, progress, "edit-friendly")
 
 
 @torch.no_grad()

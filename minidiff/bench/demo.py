@@ -35,21 +35,21 @@ from ..nn.diffusion_model import generate
 from ..null_text import null_text_invert
 from ..p2p import AttentionEdit, AttentionStore, p2p_sample, word_maps
 from ..samplers import ddpm_sample
-from ..schedule import Schedule
+from ..schedule import Schedule, standard_normal
 from ..training import pretrained
 from ..training.toy import train_toy
 from ..viz import save_grid, to_numpy_image
 from .edit import make_cases, p2p_word_swaps, score
 
 
-def toy_figure(out: Path, steps: int = 6000, seed: int = 0, progress: bool = True) -> dict:
+def toy_figure(out: Path, steps: int = 4000, seed: int = 0, progress: bool = True) -> dict:
     """Train the 2-D toy, save out/toy_ddpm.png, return the numbers shown in it."""
     g = torch.Generator().manual_seed(seed)
     sched = Schedule.linear(1000)
     data = two_moons(20_000, g)
     model, losses = train_toy(data, sched, steps=steps, seed=seed, progress=progress)
     with torch.no_grad():
-        x = ddpm_sample(model, sched, torch.randn(2000, 2, generator=g), generator=g, progress=progress)
+        x = ddpm_sample(model, sched, standard_normal((2000, 2), data, g), generator=g, progress=progress)
         terms = elbo_terms(model, sched, data[:1000], discrete=False, generator=g)
     fig, ax = plt.subplots(1, 4, figsize=(16, 3.8))
     ax[0].scatter(*data[:2000].T, s=2, alpha=0.5)
