@@ -1,5 +1,7 @@
 """UNet shapes (pixels and latents), input validation, and the h-space hooks."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -115,3 +117,9 @@ def test_config_rejects_attention_resolutions_that_never_occur():
 def test_shapes_small_preset_size():
     n = UNet(UNetConfig.shapes_small()).num_params()
     assert 1.5e6 < n < 3e6
+
+
+def test_shapes_attn32_preset_adds_only_the_32x32_transformers():
+    small, big = UNetConfig.shapes_small(), UNetConfig.shapes_attn32()
+    assert big.attention_resolutions == (32, 16, 8) and replace(big, attention_resolutions=(16, 8)) == small
+    assert UNet(big).num_params() - UNet(small).num_params() == 261_792

@@ -48,7 +48,7 @@ from .checkpoint import (
 from .classifiers import augment, classifier_loss
 from .loop import STATE, TrainConfig, fit, train_device
 
-UNET_PRESETS = ("shapes_small", "tiny", "latent_small")
+UNET_PRESETS = ("shapes_small", "shapes_attn32", "tiny", "latent_small")
 
 
 def build_model(cfg: TrainConfig, captions: list[str], ae=None) -> DiffusionModel:
