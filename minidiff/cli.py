@@ -42,6 +42,13 @@ def positive_int(text: str) -> int:
     return value
 
 
+def nonnegative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text}")
+    return value
+
+
 def nonnegative_float(text: str) -> float:
     value = float(text)
     if not (math.isfinite(value) and value >= 0):
@@ -158,6 +165,9 @@ def _bench_parser(sub) -> None:
     b.add_argument("--classifier", default=None,
                    help="classifier-guidance: the noisy classifier; quality: the evaluation classifier")
     b.add_argument("--scales", type=nonnegative_float, nargs="+", default=None, help="classifier-guidance scales s")
+    b.add_argument("--skip", type=nonnegative_int, nargs="+", default=None,
+                   help="translation: steps left out at the grid's noisy end (the first: the table's; all of them: "
+                        "the trade-off figure's)")
     b.add_argument("--prompt", default="a red circle on the left on a gray background")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--float64", action="store_true", help="edict: run model and images in float64")

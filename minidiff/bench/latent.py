@@ -73,7 +73,7 @@ def conditional_accuracy(clf, x: Tensor, captions: list[str]) -> float:
     return hits / total
 
 
-def _model_and_judge(checkpoint: str, classifier: str, device: str | torch.device = "cpu"):
+def model_and_judge(checkpoint: str, classifier: str, device: str | torch.device = "cpu"):
     """The latent model and its data set's evaluation classifier, or a clear error for any other pair."""
     model = pretrained.load(checkpoint, kind="DiffusionModel", device=device)
     clf = pretrained.load(classifier, kind="ImageClassifier", device=device)
@@ -87,7 +87,7 @@ def _model_and_judge(checkpoint: str, classifier: str, device: str | torch.devic
 def quality_table(checkpoint: str, classifier: str, n: int = 500, w: float = 3.0, steps: int = 25,
                   seed: int = 0, device: str | torch.device = "cpu") -> list[dict]:
     """Classifier accuracy, classifier-FID and classifier-KID of samples vs the held-out set (see module doc)."""
-    model, clf = _model_and_judge(checkpoint, classifier, device)
+    model, clf = model_and_judge(checkpoint, classifier, device)
     dataset = model.data["name"]
     x_test, captions = model_heldout(model, n)
     f_test = features(clf, x_test)
