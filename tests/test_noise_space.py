@@ -8,11 +8,13 @@ from torch.testing import assert_close
 from minidiff.gaussian import predict_x0
 from minidiff.guidance import Guidance
 from minidiff.noise_space import (
+    G,
     dpm_encode,
     edit_friendly_invert,
     generate,
     langevin_guidance,
     langevin_stationary_var,
+    pack,
     q_sigma_sample,
 )
 from minidiff.oracles import gaussian_eps, two_gaussians_eps
@@ -172,3 +174,20 @@ def test_langevin_refuses_bad_energies_and_steps():
         langevin_guidance(lambda z: z.sum(1), z, steps=0)
     with pytest.raises(ValueError, match="diverges"):
         langevin_stationary_var(4.0)
+
+
+def test_the_differentiable_G_on_a_packed_latent_equals_generate_and_passes_gradients():
+    model, x0 = tiny_model(), images(2)
+    S, grid = model.schedule, timesteps(model.schedule.T, 6)
+    ctx, g = model.encode_text(CAPTIONS[:2]), Guidance.of(model, 3.0)
+    z = dpm_encode(model, S, x0, eta=0.7, context=ctx, guidance=g, grid=grid, generator=gen(4))
+    packed = pack(z).requires_grad_(True)
+    assert packed.shape == (2, 7, 3, 32, 32)
+    out = G(model, S, packed, grid, 0.7, ctx, g)
+    assert_close(out.detach(), generate(model, S, z, ctx, g), atol=1e-6, rtol=0)
+    (grad,) = torch.autograd.grad(out.pow(2).sum(), [packed])
+    assert grad[:, :-1].abs().amax(dim=(2, 3, 4)).min() > 0 and grad[:, -1].abs().max() == 0  # last sigma is 0
+    with pytest.raises(ValueError, match="6-step grid has 7 entries"):
+        G(model, S, packed[:, 1:], grid, 0.7, ctx, g)
+    assert_close(G(model, S, pack(z, skip=2), grid[2:], 0.7, ctx, g), generate(model, S, z, ctx, g, skip=2),
+                 atol=1e-6, rtol=0)
