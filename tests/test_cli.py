@@ -71,7 +71,15 @@ def test_bench_lists_exactly_the_registered_tables_and_each_runs_with_its_own_de
     usage = capsys.readouterr().out
     assert "{" + ",".join(TABLES) + "}" in usage
     seen = []
-    table = BenchCommand("t", "a test table", seen.append, dict(n=5, w=[3.0]))
+    table = BenchCommand("t", "a test table", seen.append, dict(n=5, w=[3.0]), lists=("w",))
     table({"n": None, "w": [1.0, 7.5], "seed": 2})
     assert seen == [{"checkpoint": "shapes", "device": "cpu", "n": 5, "w": [1.0, 7.5], "seed": 2}]
     assert TABLES["quality"].defaults["checkpoint"] == "cifar10"
+
+
+def test_bench_refuses_several_values_of_an_option_its_table_does_not_sweep(capsys):
+    """A table that takes one w (or steps, ...) says so instead of silently using the first value."""
+    assert main(["bench", "edit", "--w", "3", "5"]) == 2
+    assert "bench edit takes one --w value, got [3.0, 5.0]" in capsys.readouterr().err
+    assert main(["bench", "quality", "--steps", "10", "25"]) == 2
+    assert "(it sweeps --w)" in capsys.readouterr().err

@@ -48,4 +48,4 @@ def _cli(o: dict) -> list[dict]:
 
 CLASSIFIER_GUIDANCE = BenchCommand("classifier-guidance", "background hit rate vs classifier-guidance scale", _cli,
                                    dict(n=64, steps=[50], classifier="shapes_classifier",
-                                        scales=[0.0, 1.0, 3.0, 10.0]))
+                                        scales=[0.0, 1.0, 3.0, 10.0]), lists=("scales",))

@@ -140,4 +140,5 @@ def _cli(o: dict) -> list[dict]:
 
 
 EDICT = BenchCommand("edict", "EDICT vs DDIM reconstruction (the EDICT paper's Table 1; latent models add the "
-                     "autoencoder floor; --float64 for 200 steps)", _cli, dict(n=64, steps=[50, 100, 200], w=[3.0]))
+                     "autoencoder floor; --float64 for 200 steps)", _cli, dict(n=64, steps=[50, 100, 200], w=[3.0]),
+                     lists=("steps",))

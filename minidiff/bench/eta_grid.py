@@ -57,4 +57,4 @@ def _cli(o: dict) -> list[dict]:
 
 
 ETA_GRID = BenchCommand("eta-grid", "samples of one x_T across eta and steps (a figure)", _cli,
-                        dict(steps=[10, 20, 50, 100], w=[3.0]))
+                        dict(steps=[10, 20, 50, 100], w=[3.0]), lists=("steps",))

@@ -127,6 +127,8 @@ AUTOENCODER = BenchCommand("autoencoder", "held-out reconstruction PSNR/SSIM of 
                            lambda o: autoencoder_table(n=o["n"], device=o["device"]), dict(n=1000))
 QUALITY = BenchCommand("quality", "classifier accuracy, classifier-FID and -KID of a latent model's samples "
                        "(e.g. --checkpoint cifar10 --classifier cifar10_classifier)",
-                       lambda o: quality_table(o["checkpoint"], o["classifier"], n=o["n"], w=o["w"][0],
-                                               steps=o["steps"][0], seed=o["seed"], device=o["device"]),
-                       dict(n=500, w=[3.0], steps=[25], checkpoint="cifar10", classifier="cifar10_classifier"))
+                       lambda o: [quality_table(o["checkpoint"], o["classifier"], n=o["n"], w=w,
+                                                steps=o["steps"][0], seed=o["seed"], device=o["device"])
+                                  for w in o["w"]],
+                       dict(n=500, w=[3.0], steps=[25], checkpoint="cifar10", classifier="cifar10_classifier"),
+                       lists=("w",))

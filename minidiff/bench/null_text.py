@@ -46,4 +46,4 @@ def null_text_table(model, n: int = 16, ws: tuple[float, ...] = (3.0, 7.5), step
 NULL_TEXT = BenchCommand("null-text", "reconstruction PSNR of DDIM vs null-text inversion under guidance",
                          lambda o: null_text_table(diffusion_model(o), n=o["n"], ws=tuple(o["w"]),
                                                    steps=o["steps"][0], seed=o["seed"]),
-                         dict(n=16, w=[3.0, 7.5], steps=[50]))
+                         dict(n=16, w=[3.0, 7.5], steps=[50]), lists=("w",))

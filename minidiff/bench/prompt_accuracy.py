@@ -56,4 +56,4 @@ PROMPT_ACCURACY = BenchCommand(
     "prompt-accuracy", "checker-judged samples of held-out prompts",
     lambda o: prompt_accuracy_table(o["checkpoint"], n=o["n"], ws=tuple(o["w"]), steps=o["steps"][0], seed=o["seed"],
                                     figure=Path(o["out"]) / "prompt_accuracy.png", device=o["device"]),
-    dict(n=200, w=[3.0], steps=[50]))
+    dict(n=200, w=[3.0], steps=[50]), lists=("w",))

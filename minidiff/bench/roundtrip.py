@@ -112,6 +112,8 @@ def _cfg_inversion_cli(o: dict) -> list[dict]:
 
 
 ROUNDTRIP = BenchCommand("ddim-roundtrip", "DDIM inversion + sampling: reconstruction MSE per step count",
-                         _roundtrip_cli, dict(n=64, steps=[10, 20, 50, 100, 200, 500, 1000]))
+                         _roundtrip_cli, dict(n=64, steps=[10, 20, 50, 100, 200, 500, 1000]),
+                         lists=("steps",))
 CFG_INVERSION = BenchCommand("cfg-inversion", "the same round trip under classifier-free guidance w",
-                             _cfg_inversion_cli, dict(n=64, w=[1.0, 3.0, 7.5], steps=[50]))
+                             _cfg_inversion_cli, dict(n=64, w=[1.0, 3.0, 7.5], steps=[50]),
+                             lists=("w",))

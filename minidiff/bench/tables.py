@@ -51,10 +51,16 @@ class BenchCommand:
     help: str
     run: Callable[[dict], object]
     defaults: dict = field(default_factory=dict)
+    lists: tuple[str, ...] = ()  # the list options (w, steps, scales, skip) this table sweeps; the others take one
 
     def __call__(self, given: dict) -> object:
-        return self.run({"checkpoint": "shapes", "device": "cpu", **self.defaults,
-                         **{k: v for k, v in given.items() if v is not None}})
+        options = {"checkpoint": "shapes", "device": "cpu", **self.defaults,
+                   **{k: v for k, v in given.items() if v is not None}}
+        for key in ("w", "steps", "scales", "skip"):
+            if key not in self.lists and len(options.get(key) or ()) > 1:
+                raise ValueError(f"bench {self.name} takes one --{key} value, got {options[key]}"
+                                 + (f" (it sweeps {', '.join('--' + k for k in self.lists)})" if self.lists else ""))
+        return self.run(options)
 
 
 def diffusion_model(options: dict):

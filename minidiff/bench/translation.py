@@ -222,10 +222,11 @@ TRANSLATION = BenchCommand(
                translation_tradeoff(o["checkpoint"], o["classifier"], n=max(1, o["n"] // 2), steps=o["steps"][0],
                                     w=o["w"][0], skips=tuple(sorted(set(o["skip"]))), seed=o["seed"], out=o["out"],
                                     device=o["device"])),
-    dict(n=64, steps=[50], w=[3.0], skip=[10, 0, 20, 30], checkpoint="cifar10", classifier="cifar10_classifier"))
+    dict(n=64, steps=[50], w=[3.0], skip=[10, 0, 20, 30], checkpoint="cifar10", classifier="cifar10_classifier"),
+    lists=("skip",))
 NOISE_RECONSTRUCTION = BenchCommand(
     "noise-reconstruction", "reconstruction MSE through DDIM inversion, the DPM-Encoder and edit-friendly inversion "
     "(with and without the final step's residual; latent models add the autoencoder floor)",
     lambda o: noise_reconstruction_table(o["checkpoint"], n=o["n"], steps=tuple(o["steps"]), seed=o["seed"],
                                          device=o["device"]),
-    dict(n=32, steps=[10, 50]))
+    dict(n=32, steps=[10, 50]), lists=("steps",))
