@@ -48,6 +48,7 @@ from tqdm.auto import tqdm
 from .checks import check_data
 from .gaussian import predict_eps, q_sample
 from .guidance import Guidance, guided
+from .p2p import p2p_sample
 from .protocols import EpsModel
 from .samplers import ddim_coefficients, ddim_sample, ddim_update
 from .schedule import Schedule, resolve_grid, standard_normal, step_pairs, t_batch
@@ -162,6 +163,20 @@ def generate(eps_model: EpsModel, sched: Schedule, z: NoiseLatent, context: Tens
         raise ValueError(f"skip must be in [0, {S - 1}] (steps of the {S}-step grid to leave out), got {skip}")
     return ddim_sample(eps_model, sched, z.x_t[skip], eta=z.eta, context=context, grid=z.grid[skip:],
                        noise=z.noise[skip:], guidance=guidance, callback=callback, progress=progress)
+
+
+def edit_friendly_p2p(model, controller, z: NoiseLatent, guidance: Guidance | None = None,
+                      progress: bool = False) -> tuple[Tensor, Tensor]:
+    """Edit-friendly DDPM inversion + Prompt-to-Prompt (Huberman-Spiegelglas et al., sec. 4; inbarhub/DDPM_inversion
+    with a P2P controller): decode each source/target pair from z.x_t[skip] with z's noise maps, under `controller`
+    (`p2p.Replace`, `Refine`, `Reweight`) built on the grid z.grid[skip:] (skip = the steps it leaves out). Returns
+    (sources, targets); with the encoder's condition and guidance the sources are x_0 - z.residual."""
+    S = len(controller.grid)
+    skip = len(z.grid) - S
+    if skip < 0 or not torch.equal(controller.grid.cpu(), z.grid[skip:].cpu()):
+        raise ValueError(f"the controller's grid must be the tail of the latent's grid (z.grid[skip:]); got "
+                         f"{controller.grid.tolist()} for {z.grid.tolist()}")
+    return p2p_sample(model, controller, z.x_t[skip], guidance, progress=progress, noise=z.noise[skip:], eta=z.eta)
 
 
 def pack(z: NoiseLatent, skip: int = 0) -> Tensor:

@@ -321,8 +321,11 @@ class Reweight(AttentionEdit):
 @torch.no_grad()
 def p2p_sample(model, controller: AttentionEdit, x_T: Tensor, guidance: Guidance | None = None,
                null_embeddings: Tensor | None = None,
-               callback: Callable[[dict], None] | None = None, progress: bool = False) -> tuple[Tensor, Tensor]:
-    """Denoise sources and targets side by side from the same x_T under `controller` (DDIM, eta = 0).
+               callback: Callable[[dict], None] | None = None, progress: bool = False,
+               noise: Tensor | None = None, eta: float = 0.0) -> tuple[Tensor, Tensor]:
+    """Denoise sources and targets side by side from the same x_T under `controller` (DDIM, eta = 0; with `noise`
+    (S, G, C, h, w) and eta > 0, DDIM with eta injecting noise[i] into both rows of pair g at step i: the decoder of
+    edit-friendly DDPM inversion + P2P, `noise_space.edit_friendly_p2p`).
 
         eps~ = cfg_eps(eps(x_t, t, null_i), eps(x_t, t, c), w)          rows [sources; targets]
         x_{t_prev} = ddim_step(x_t, eps~);  x_{t_prev} = controller.after_step(x_{t_prev}, i)   (local blend)
@@ -335,9 +338,10 @@ def p2p_sample(model, controller: AttentionEdit, x_T: Tensor, guidance: Guidance
     """
     G, grid = controller.G, controller.grid
     _check_p2p_inputs(model, controller, x_T, guidance, null_embeddings)
+    _check_noise(noise, eta, (controller.n_steps, *x_T.shape))
     context = model.encode_text(controller.prompts)  # (2G, L, D)
     x = torch.cat([x_T, x_T])  # (2G, C, h, w)
-    coefs = ddim_coefficients(model.schedule, grid[:-1], grid[1:]).tolist()  # (S, 5): the DDIM steps, eta = 0
+    coefs = ddim_coefficients(model.schedule, grid[:-1], grid[1:], eta).tolist()  # (S, 5): the DDIM steps
     with attention_control(model.unet, controller):
         for i, (t_int, t_prev) in enumerate(tqdm(step_pairs(grid), disable=not progress, desc="P2P")):
             t = t_batch(t_int, x)
@@ -347,11 +351,20 @@ def p2p_sample(model, controller: AttentionEdit, x_T: Tensor, guidance: Guidance
                 null = _null_rows(guidance, null_embeddings, i, 2 * G).to(context)
                 eps_u, eps_c = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([null, context])).chunk(2)
                 eps = cfg_eps(eps_u, eps_c, guidance.w)
-            x_prev = controller.after_step(ddim_update(x, eps, coefs[i]), i)  # ddim_step, then local blend
+            n = None if noise is None else torch.cat([noise[i], noise[i]])  # one noise per pair, both rows
+            x_prev = controller.after_step(ddim_update(x, eps, coefs[i], n), i)  # ddim_step, then local blend
             if callback is not None:
                 callback({"i": i, "t": t_int, "t_prev": t_prev, "x_t": x, "eps": eps, "x_prev": x_prev})
             x = x_prev
     return x[:G], x[G:]
+
+
+def _check_noise(noise: Tensor | None, eta: float, shape: tuple) -> None:
+    if (noise is None) != (eta == 0):
+        raise ValueError(f"p2p_sample needs noise with eta > 0 and no noise at eta = 0, got eta = {eta} and "
+                         f"{'no noise' if noise is None else 'noise'}")
+    if noise is not None and tuple(noise.shape) != shape:
+        raise ValueError(f"noise must have shape (steps, G, ...) = {shape}, got {tuple(noise.shape)}")
 
 
 def _null_rows(guidance: Guidance, null_embeddings: Tensor | None, i: int, rows: int) -> Tensor:

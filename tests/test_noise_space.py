@@ -11,6 +11,7 @@ from minidiff.noise_space import (
     G,
     dpm_encode,
     edit_friendly_invert,
+    edit_friendly_p2p,
     generate,
     langevin_guidance,
     langevin_stationary_var,
@@ -191,3 +192,25 @@ def test_the_differentiable_G_on_a_packed_latent_equals_generate_and_passes_grad
         G(model, S, packed[:, 1:], grid, 0.7, ctx, g)
     assert_close(G(model, S, pack(z, skip=2), grid[2:], 0.7, ctx, g), generate(model, S, z, ctx, g, skip=2),
                  atol=1e-6, rtol=0)
+
+
+def test_edit_friendly_p2p_sources_reconstruct_and_targets_edit():
+    """Edit-friendly inversion + P2P: the source rows decode to G(z) from any skip (x_0 - residual from skip 0), the
+    attention edit leaves them alone, and the target rows differ."""
+    from minidiff.p2p import Replace, p2p_sample
+
+    model, x0 = tiny_model(), images(1)
+    S, grid = model.schedule, timesteps(model.schedule.T, 6)
+    src, tgt = ["a red circle"], ["a blue circle"]
+    c_src, g = model.encode_text(src), Guidance.of(model, 3.0)
+    z = edit_friendly_invert(model, S, x0, eta=1.0, context=c_src, guidance=g, grid=grid, generator=gen(2))
+    for skip in (0, 2):
+        sources, targets = edit_friendly_p2p(model, Replace(model.tokenizer, src, tgt, grid[skip:]), z, g)
+        assert_close(sources, generate(model, S, z, c_src, g, skip=skip), atol=1e-5, rtol=0)
+        assert (targets - sources).abs().max() > 1e-3
+        if skip == 0:
+            assert_close(sources + z.residual, x0, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="tail of the latent's grid"):
+        edit_friendly_p2p(model, Replace(model.tokenizer, src, tgt, timesteps(S.T, 5)), z, g)
+    with pytest.raises(ValueError, match="needs noise with eta > 0"):
+        p2p_sample(model, Replace(model.tokenizer, src, tgt, grid), z.x_T, g, eta=1.0)
