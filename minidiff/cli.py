@@ -168,6 +168,8 @@ def _bench_parser(sub) -> None:
     b.add_argument("--skip", type=nonnegative_int, nargs="+", default=None,
                    help="translation: steps left out at the grid's noisy end (the first: the table's; all of them: "
                         "the trade-off figure's)")
+    b.add_argument("--only", nargs="+", default=None,
+                   help="edit: run only the methods whose names contain one of these strings")
     b.add_argument("--prompt", default="a red circle on the left on a gray background")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--float64", action="store_true", help="edict: run model and images in float64")

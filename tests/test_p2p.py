@@ -7,6 +7,8 @@ see identical inputs); re-weighting by c = 1 is the identity; local blend leaves
 outside its mask bit-identical to the source; alignment and schedules have closed forms.
 """
 
+from unittest import mock
+
 import pytest
 import torch
 
@@ -256,3 +258,23 @@ def test_edit_benchmark_scores_its_reference_rows_exactly(model):
     assert ceiling["success"] == 1.0 and ceiling["psnr_target"] == float("inf") and ceiling["ssim_keep"] == 1.0
     assert none["success"] == 0.0 and none["psnr_keep"] == float("inf")
     assert 0 <= rows["SDEdit t0 = 0.5 T"]["success"] <= 1
+
+
+def test_edit_benchmark_noise_space_rows_start_from_their_encoders_latents(model):
+    """The lecture-7 rows of `bench edit` on 3 scenes, 5 steps: each is selected by a substring; with the source
+    caption as target, CycleDiffusion's row is the source's reconstruction G(z) (x_0 - residual from skip 0), so the
+    rows decode the encoders' own latents."""
+    import dataclasses
+
+    from minidiff.bench.edit import edit_cases, edit_methods
+
+    cases = edit_cases(3)
+    out = edit_methods(model, cases, steps=5, methods=("CycleDiffusion", "edit-friendly"))
+    assert list(out) == ["CycleDiffusion (DPM-Encoder), target prompt", "edit-friendly inversion, target prompt",
+                         "edit-friendly inversion + P2P"]
+    assert all(torch.isfinite(x).all() and (x - cases.source).abs().max() > 1e-2 for x, _ in out.values())
+    same = dataclasses.replace(cases, target_caption=cases.source_caption)
+    with mock.patch("minidiff.bench.edit.NOISE_SPACE_SKIP", 0.0):
+        rec = edit_methods(model, same, steps=5, methods=("CycleDiffusion",))
+    err = (rec["CycleDiffusion (DPM-Encoder), target prompt"][0] - cases.source).abs()
+    assert err.max() < 0.5 and err.mean() < 0.02  # only the final step's residual remains

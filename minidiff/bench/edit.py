@@ -16,8 +16,10 @@ Methods: re-generation from fresh noise with the target prompt; SDEdit at two st
 DDIM inversion followed by plain sampling with the target prompt; DDIM inversion + P2P word
 swap (with and without local blend); null-text inversion + P2P word swap + local blend;
 EDICT editing, in the reference's alternating update order (the default) and with x always
-updated first (the paper's equations as written). All use DDIM with classifier-free guidance w
-(the same w everywhere) and the same number of steps, except EDICT, which gets at least
+updated first (the paper's equations as written); the DDPM noise space (lecture 7): CycleDiffusion's
+DPM-Encoder and edit-friendly DDPM inversion (eta = 1), decoded with the target prompt from
+skip = NOISE_SPACE_SKIP * steps, and edit-friendly inversion + P2P word swap. All use DDIM with
+classifier-free guidance w (the same w everywhere) and the same number of steps, except EDICT, which gets at least
 `EDICT_MIN_STEPS`: with p = 0.93 its two sequences drift apart on this model with fewer
 (lecture 4's notebook, section 3; data/README.md measures 25 against 50 steps).
 """
@@ -41,6 +43,8 @@ from ..guidance import Guidance
 from ..inversion import ddim_invert, sdedit
 from ..metrics import psnr, ssim
 from ..nn.diffusion_model import generate
+from ..noise_space import NoiseLatent, dpm_encode, edit_friendly_invert
+from ..noise_space import generate as decode_latent
 from ..null_text import null_text_invert
 from ..p2p import LocalBlend, Replace, p2p_sample
 from ..samplers import ddim_sample
@@ -50,6 +54,7 @@ from .tables import BenchCommand, diffusion_model, print_table
 
 EDIT_KINDS = ("colour", "shape", "background")
 EDICT_MIN_STEPS = 50
+NOISE_SPACE_SKIP = 0.2  # the noise-space methods decode from tau_skip, skip = 0.2 * steps (t ~ 0.8 T, as EDICT's)
 
 
 @dataclass
@@ -128,10 +133,13 @@ P2P_SETTINGS = {"colour": dict(word=0.8, self_steps=0.4, blend=True),
                 "background": dict(word=0.8, self_steps=0.4, blend=False)}
 
 
-def p2p_word_swaps(model, cases: EditCases, x_T: Tensor, w: float, steps: int, blend: bool,
-                   null: Tensor | None = None) -> Tensor:
-    """P2P word swap of every case, one controller per edit kind (P2P_SETTINGS); returns the targets."""
-    out = torch.empty_like(x_T)
+def p2p_word_swaps(model, cases: EditCases, x_T: Tensor | None, w: float, steps: int, blend: bool,
+                   null: Tensor | None = None, latent: NoiseLatent | None = None, skip: int = 0) -> Tensor:
+    """P2P word swap of every case, one controller per edit kind (P2P_SETTINGS); returns the targets. From x_T
+    (DDIM, eta = 0), or with `latent` from an edit-friendly / DPM-Encoder inversion, decoded from its x_t[skip] with
+    its noise maps (edit-friendly + P2P)."""
+    out = torch.empty_like(cases.source if x_T is None else x_T)
+    grid = timesteps(model.schedule.T, steps)[skip:]
     for kind, st in P2P_SETTINGS.items():
         idx = [i for i, k in enumerate(cases.kind) if k == kind]
         if not idx:
@@ -143,9 +151,13 @@ def p2p_word_swaps(model, cases: EditCases, x_T: Tensor, w: float, steps: int, b
                                       [cases.blend_target[i] for i in idx])
         changed = {b for s, t in zip(src, tgt, strict=True)
                    for a, b in zip(s.split(), t.split(), strict=True) if a != b}
-        ctrl = Replace(model.tokenizer, src, tgt, timesteps(model.schedule.T, steps),
-                       cross_steps={"default": 0.8, **{word: st["word"] for word in changed}},
+        ctrl = Replace(model.tokenizer, src, tgt, grid, cross_steps={"default": 0.8, **{word: st["word"] for word
+                                                                                       in changed}},
                        self_steps=st["self_steps"], local_blend=lb)
+        if latent is not None:
+            out[idx] = p2p_sample(model, ctrl, latent.x_t[skip][idx], Guidance.of(model, w),
+                                  noise=latent.noise[skip:, idx], eta=latent.eta)[1]
+            continue
         nulls = None if null is None else null[:, idx]
         out[idx] = p2p_sample(model, ctrl, x_T[idx], guidance=Guidance.of(model, w), null_embeddings=nulls)[1]
     return out
@@ -154,12 +166,12 @@ def p2p_word_swaps(model, cases: EditCases, x_T: Tensor, w: float, steps: int, b
 def edit_methods(model, cases: EditCases, w: float = 3.0, steps: int = 50, seed: int = 0,
                  nti_lr: float = 1e-2, nti_inner: int = 10, methods: tuple[str, ...] | None = None,
                  edict_steps: int | None = None) -> dict[str, tuple[Tensor, float]]:
-    """{method: (edited images (n, 3, 32, 32), seconds)}; `methods` selects a subset by name. EDICT runs
-    `edict_steps` steps, by default max(steps, EDICT_MIN_STEPS)."""
+    """{method: (edited images (n, 3, 32, 32), seconds)}; `methods` selects the methods whose names contain one of
+    its strings. EDICT runs `edict_steps` steps, by default max(steps, EDICT_MIN_STEPS)."""
     edict_steps = max(steps, EDICT_MIN_STEPS) if edict_steps is None else edict_steps
     out = {}
     for name, run in _method_table(model, cases, w, steps, seed, nti_lr, nti_inner, edict_steps).items():
-        if methods is not None and name not in methods:
+        if methods is not None and not any(m in name for m in methods):
             continue
         t0 = time.perf_counter()
         with torch.no_grad():
@@ -184,6 +196,9 @@ def _method_table(model, cases: EditCases, w: float, steps: int, seed: int, nti_
                                                        inner_steps=nti_inner, lr=nti_lr))
     edict = lambda leapfrog: edict_edit(model, sched, x0, src_ctx, tgt_ctx, edict_steps, guidance=guidance,
                                         leapfrog=leapfrog)[0]
+    noisy = lambda enc: once(enc.__name__, lambda: enc(model, sched, x0, steps, context=src_ctx, guidance=guidance,
+                                                        generator=torch.Generator().manual_seed(seed)))
+    skip = round(NOISE_SPACE_SKIP * steps)
     return {
         "re-generate (target prompt, new noise)": lambda: generate(model, cases.target_caption, w, steps, seed,
                                                                    progress=False),
@@ -198,6 +213,12 @@ def _method_table(model, cases: EditCases, w: float, steps: int, seed: int, nti_
                                                                           blend=True, null=nti().null_embeddings),
         f"EDICT (p = 0.93, strength 0.8, {edict_steps} steps)": lambda: edict(True),
         f"EDICT, x always first ({edict_steps} steps)": lambda: edict(False),
+        "CycleDiffusion (DPM-Encoder), target prompt": lambda: decode_latent(model, sched, noisy(dpm_encode), tgt_ctx,
+                                                                            guidance, skip),
+        "edit-friendly inversion, target prompt": lambda: decode_latent(model, sched, noisy(edit_friendly_invert),
+                                                                       tgt_ctx, guidance, skip),
+        "edit-friendly inversion + P2P": lambda: p2p_word_swaps(model, cases, None, w, steps, blend=False,
+                                                                latent=noisy(edit_friendly_invert), skip=skip),
     }
 
 
@@ -240,7 +261,7 @@ def _figure(cases: EditCases, results: dict[str, tuple[Tensor, float]], path: st
 
 EDIT = BenchCommand("edit", "the ground-truth edit benchmark (SDEdit, DDIM/null-text inversion + P2P, EDICT)",
                     lambda o: edit_benchmark(diffusion_model(o), n=o["n"], w=o["w"][0],
-                                             steps=o["steps"][0], seed=o["seed"],
+                                             steps=o["steps"][0], seed=o["seed"], methods=o.get("only"),
                                              figure=str(Path(o["out"]) / "edit_benchmark.png"),
                                              edict_steps=o.get("edict_steps")),
                     dict(n=120, w=[3.0], steps=[50]))
