@@ -8,6 +8,11 @@
 # importlib_metadata wheels in .whl (device/README.md). Call: run(command="bash benchmarks/gpu/run.sh",
 # carry=[".whl", ".carry"], timeout_s=590). Everything comes back in $OUT (gpu.log and one tar per run).
 # SMOKE=1 rehearses it here on the CPU with tiny runs.
+# Learned in the first lease (2026-11-30, H200): (a) the tool returns at most 8 files from $OUT: this script writes
+# 7 (gpu.log and six tars); a command that adds more loses files (alphabetically last). (b) Six training processes
+# time-slice one GPU: a shapes step took 222 ms (attention at 32x32: 890 ms) and a latent step 150 ms, far from
+# what one process alone gets; train one or two models per lease, for longer. (c) torch there was 2.11 (Python
+# 3.12), and everything ran unchanged.
 set -u
 T0=$(date +%s)
 BUDGET=${BUDGET:-490}            # seconds from T0 until the last run's last export; then ~60 s of evaluation
