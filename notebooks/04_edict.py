@@ -394,8 +394,9 @@ print(f"EDICT's x and y differ by RMS {rms(x_edict - y_edict):.3f} alternating, 
 # %% [markdown]
 # One scene says little; the project's edit benchmark (`python -m minidiff bench edit`, 102 held-out scenes, a third
 # each colour, shape and background edits, w = 3; data/README.md) measures it. EDICT with the alternating order
-# succeeds on 0.69 of the edits (colour 0.74) and keeps the region the edit must not touch best of all methods
-# (SSIM 0.78, against 0.70 for null-text inversion + P2P + local blend, which succeeds more often, 0.92). With $x$
+# succeeds on 0.69 of the edits (colour 0.74) and keeps the region the edit must not touch best of the
+# deterministic methods (SSIM 0.78, against 0.70 for null-text inversion + P2P + local blend, which succeeds more
+# often, 0.92; lecture 7's edit-friendly DDPM inversion + P2P beats both: 0.94 and SSIM 0.955). With $x$
 # always first the same EDICT succeeds on 0.51 (colour only 0.26): its $x$ and $y$ end 17.3 dB apart (PSNR,
 # mean over the scenes) against 28.6 dB alternating, and its edits fail the checker more often.
 # EDICT still needs the 50 steps: with 25 steps the sequences drift apart under the new prompt (12.9 dB) and only
