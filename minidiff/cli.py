@@ -164,7 +164,8 @@ def _bench_parser(sub) -> None:
     b.add_argument("--steps", type=positive_int, nargs="+", default=None, help="DDIM step count(s)")
     b.add_argument("--classifier", default=None,
                    help="classifier-guidance: the noisy classifier; quality: the evaluation classifier")
-    b.add_argument("--scales", type=nonnegative_float, nargs="+", default=None, help="classifier-guidance scales s")
+    b.add_argument("--scales", type=nonnegative_float, nargs="+", default=None,
+                   help="classifier-guidance: scales s; langevin: energy weights lambda")
     b.add_argument("--skip", type=nonnegative_int, nargs="+", default=None,
                    help="translation: steps left out at the grid's noisy end (the first: the table's; all of them: "
                         "the trade-off figure's)")

@@ -54,3 +54,20 @@ def test_noise_reconstruction_is_exact_once_the_residual_is_added():
     r = noise_reconstruction_rows(tiny_model(), images(2), CAPTIONS[:2], steps=(5,))[0]
     assert r["DPM-Encoder + residual"] < 1e-12 and r["edit-friendly + residual"] < 1e-12
     assert r["DPM-Encoder"] > 1e-6 and r["DDIM inversion"] > 1e-6  # the residual and DDIM's drift are real
+
+
+def test_the_classifier_energy_is_lambda_times_the_negative_log_probability_and_has_a_gradient():
+    """E(z) = -lambda log p(label | G(z)): zero at lambda = 0, linear in lambda, differentiable in the packed z."""
+    from minidiff.bench.translation import classifier_energy
+    from minidiff.noise_space import G
+
+    model, grid = tiny_model(), timesteps(100, 4)
+    clf = ImageClassifier(ImageClassifierConfig(("a", "b", "c"))).eval()
+    z = torch.randn(2, len(grid), 3, 32, 32, generator=torch.Generator().manual_seed(0)).requires_grad_(True)
+    e1, e3 = classifier_energy(model, clf, grid, 1, 1.0)(z), classifier_energy(model, clf, grid, 1, 3.0)(z)
+    x = G(model, model.schedule, z, grid, 1.0, model.null_context(2))
+    assert_close(e1, -torch.log_softmax(clf(x), -1)[:, 1])
+    assert_close(e3, 3 * e1)
+    assert e1.shape == (2,) and (classifier_energy(model, clf, grid, 1, 0.0)(z) == 0).all()
+    (grad,) = torch.autograd.grad(e1.sum(), [z])
+    assert grad[:, 0].abs().max() > 0

@@ -11,8 +11,8 @@ from .null_text import NULL_TEXT
 from .prompt_accuracy import PROMPT_ACCURACY
 from .roundtrip import CFG_INVERSION, ROUNDTRIP
 from .tables import BenchCommand
-from .translation import NOISE_RECONSTRUCTION, TRANSLATION
+from .translation import LANGEVIN, NOISE_RECONSTRUCTION, TRANSLATION
 
 TABLES: dict[str, BenchCommand] = {t.name: t for t in (
     PROMPT_ACCURACY, ROUNDTRIP, CFG_INVERSION, ETA_GRID, CLASSIFIER_GUIDANCE, EDIT, NULL_TEXT, AUTOENCODER, QUALITY,
-    EDICT, NOISE_RECONSTRUCTION, TRANSLATION)}
+    EDICT, NOISE_RECONSTRUCTION, TRANSLATION, LANGEVIN)}

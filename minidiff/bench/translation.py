@@ -35,7 +35,7 @@ from ..guidance import Guidance
 from ..inversion import ddim_invert, sdedit
 from ..metrics import feature_fid, kernel_distance, psnr, ssim
 from ..nn.classifiers import features, predict
-from ..noise_space import dpm_encode, edit_friendly_invert, generate
+from ..noise_space import G, dpm_encode, edit_friendly_invert, generate, langevin_guidance
 from ..samplers import ddim_sample
 from ..schedule import timesteps
 from .latent import model_and_judge
@@ -214,6 +214,56 @@ def noise_reconstruction_table(checkpoint: str = "shapes", n: int = 32, steps: t
     return rows
 
 
+def classifier_energy(model, clf, grid: Tensor, label: int, lam: float, eta: float = 1.0):
+    """E(z) = -lam log p_clf(label | x(z)), x(z) = G(z) (decoded for latent models) for packed latents z of the
+    null-prompt sampler on `grid`: plug-and-play guidance's energy (CycleDiffusion sec. 4.2) with the project's
+    classifier standing in for CLIP. Returns a function z (B, S + 1, ...) -> (B,)."""
+    def energy(z: Tensor) -> Tensor:
+        x = G(model, model.schedule, z, grid, eta, model.null_context(len(z)))
+        x = model.decode(x) if model.latent else x
+        return -lam * torch.log_softmax(clf(x), -1)[:, label]
+    return energy
+
+
+def langevin_table(checkpoint: str = "cifar10", classifier: str = "cifar10_classifier", n: int = 32,
+                   steps: int = 10, lambdas: tuple[float, ...] = (0.0, 3.0, 10.0), langevin_steps: int = 20,
+                   step_size: float = 0.05, target: str = "dog", seed: int = 0,
+                   device: str | torch.device = "cpu") -> list[dict]:
+    """Plug-and-play guidance's hit rate and its quality cost: for each lambda, n latents z ~ N(0, I) of the
+    null-prompt sampler (eta = 1, `steps`-step grid), `langevin_steps` Langevin steps (`langevin_guidance`, step
+    size s) on N(0, I) exp(-E), E = `classifier_energy`; the hit rate (the classifier's argmax is `target`), the mean
+    p(target), and classifier-FID / -KID to the real test images of `target`. lambda = 0 is the unguided rate. The
+    classifier is both the energy and the judge, so the hit rate is optimistic (adversarial directions count)."""
+    model, clf = model_and_judge(checkpoint, classifier, device)
+    label, grid = clf.cfg.labels.index(target), timesteps(model.schedule.T, steps)
+    f_ref = features(clf, class_images(model.data["name"], target, None).to(device))
+    rows = []
+    for lam in lambdas:
+        t0 = time.perf_counter()
+        z0 = torch.randn(n, len(grid), *_latent_shape(model), generator=torch.Generator().manual_seed(seed))
+        z = langevin_guidance(classifier_energy(model, clf, grid, label, lam), z0.to(device), langevin_steps,
+                              step_size, torch.Generator().manual_seed(seed + 1))
+        with torch.no_grad():
+            x = G(model, model.schedule, z, grid, 1.0, model.null_context(n))
+            x = model.decode(x) if model.latent else x
+            p = torch.softmax(clf(x), -1)[:, label]
+        row = judge(clf, x, x, f_ref, target)
+        rows.append({"lambda": lam, "hit": row["accuracy"], "p": p.mean().item(), "fid": row["fid"], "kid": row["kid"],
+                     "seconds": time.perf_counter() - t0})
+    print_table(f"Plug-and-play guidance towards {target!r} on {checkpoint!r}: {n} null-prompt samples, {steps}-step "
+                f"grid, eta = 1, {langevin_steps} Langevin steps of size {step_size}; judged by {classifier!r}",
+                ["lambda", "hit rate", "mean p(target)", "classifier-FID to target", "classifier-KID x 1e3", "s"],
+                [[f"{r['lambda']:g}", f"{r['hit']:.3f}", f"{r['p']:.3f}", f"{r['fid']:.1f}", f"{1e3 * r['kid']:.0f}",
+                  f"{r['seconds']:.0f}"] for r in rows])
+    return rows
+
+
+def _latent_shape(model) -> tuple[int, ...]:
+    """(C, H, W) of the space the model's sampler runs in (latents for latent models)."""
+    cfg = model.unet.cfg
+    return (cfg.in_channels, cfg.image_size, cfg.image_size)
+
+
 TRANSLATION = BenchCommand(
     "translation", "zero-shot CIFAR-10 translation (cat -> dog and 4 more pairs): CycleDiffusion, edit-friendly, "
     "DDIM inversion and SDEdit judged by the project's classifier, and the trade-off figure across --skip",
@@ -230,3 +280,10 @@ NOISE_RECONSTRUCTION = BenchCommand(
     lambda o: noise_reconstruction_table(o["checkpoint"], n=o["n"], steps=tuple(o["steps"]), seed=o["seed"],
                                          device=o["device"]),
     dict(n=32, steps=[10, 50]), lists=("steps",))
+LANGEVIN = BenchCommand(
+    "langevin", "plug-and-play guidance in the noise space: hit rate of a CIFAR-10 class vs lambda (--scales), with "
+    "the classifier-FID cost",
+    lambda o: langevin_table(o["checkpoint"], o["classifier"], n=o["n"], steps=o["steps"][0],
+                             lambdas=tuple(o["scales"]), seed=o["seed"], device=o["device"]),
+    dict(n=32, steps=[10], scales=[0.0, 3.0, 10.0], checkpoint="cifar10", classifier="cifar10_classifier"),
+    lists=("scales",))
