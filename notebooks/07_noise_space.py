@@ -55,16 +55,15 @@ import torch.nn.functional as F
 from torch.testing import assert_close
 
 from minidiff.bench.tables import reconstruction_mse
-from minidiff.bench.translation import METHODS, class_images, translate
+from minidiff.bench.translation import METHODS, class_images, classifier_energy, null_prompt_image, translate
 from minidiff.bench.translation import caption as cifar_caption
-from minidiff.datasets import missing
+from minidiff.datasets import load_dataset, missing
 from minidiff.datasets.shapes import ShapesDataset, caption, render, replace_word, shapes_tensors
 from minidiff.datasets.shapes_check import check
 from minidiff.devices import resolve_device
 from minidiff.guidance import Guidance
 from minidiff.inversion import ddim_invert
 from minidiff.noise_space import (
-    G,
     dpm_encode,
     edit_friendly_invert,
     generate,
@@ -272,7 +271,7 @@ grid(torch.cat([*panels, x_tgt]), [*titles, "exact target"], ncol=5)
 if have("§5", "cifar10", "cifar10_classifier") and data_available("§5", "cifar10"):
     latent = pretrained.load("cifar10", device=device)
     judge = pretrained.load("cifar10_classifier", device=device)
-    cats = class_images("cifar10", "cat", N_CIFAR).to(device)
+    cats = class_images(load_dataset("cifar10", "test"), "cat", N_CIFAR, device)
     rows, names = [cats], ["source"] * len(cats)
     for method in METHODS:
         y = translate(latent, method, cats, cifar_caption("cat"), cifar_caption("dog"), steps=STEPS, skip=STEPS // 5)
@@ -315,7 +314,8 @@ plt.show()
 #
 # Now $z$ is the latent of the `cifar10` model's sampler without a caption (the null prompt) and
 # $E(z) = -\lambda \log p_\text{clf}(\text{dog} \mid D(G(z)))$, with the project's clean-image classifier as the
-# judge and autograd through every sampling step (`noise_space.G` on the packed latent) and the decoder $D$. The
+# judge (`bench.translation.classifier_energy`) and autograd through every sampling step (`noise_space.G` on the
+# packed latent) and the decoder $D$. The
 # same classifier that is the energy then reports the result, so its rise is optimistic: part of it can be an
 # adversarial perturbation rather than a dog (CycleDiffusion uses CLIP with differentiable augmentation against
 # that; here neither exists offline).
@@ -325,18 +325,11 @@ if have("§7", "cifar10", "cifar10_classifier"):
     latent = pretrained.load("cifar10", device=device)
     judge = pretrained.load("cifar10_classifier", device=device)
     lat_grid, B, dog = timesteps(latent.schedule.T, 10), 2 if FAST else 8, judge.cfg.labels.index("dog")
-    null = latent.null_context(B)
-
-    def image(zz):
-        return latent.decode(G(latent, latent.schedule, zz, lat_grid, 1.0, null))
-
-    def energy(zz):
-        return -10.0 * F.log_softmax(judge(image(zz)), -1)[:, dog]
-
+    energy = classifier_energy(latent, judge, lat_grid, dog, lam=10.0)  # -10 log p(dog | D(G(z)))
     z0 = standard_normal((B, len(lat_grid), 4, 8, 8), torch.empty(0, device=device), torch.Generator().manual_seed(0))
     z1 = langevin_guidance(energy, z0, steps=LANGEVIN_STEPS, step_size=0.05, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        before, after = image(z0), image(z1)
+        before, after = null_prompt_image(latent, z0, lat_grid), null_prompt_image(latent, z1, lat_grid)
         p0, p1 = (F.softmax(judge(x), -1)[:, dog] for x in (before, after))
     print(f"p(dog) by the judge: {p0.tolist()} -> {p1.tolist()} after {LANGEVIN_STEPS} Langevin steps (lambda = 10)")
     grid(torch.cat([before, after]),

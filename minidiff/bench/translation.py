@@ -37,7 +37,7 @@ from ..metrics import feature_fid, kernel_distance, psnr, ssim
 from ..nn.classifiers import features, predict
 from ..noise_space import G, dpm_encode, edit_friendly_invert, generate, langevin_guidance
 from ..samplers import ddim_sample
-from ..schedule import timesteps
+from ..schedule import standard_normal, timesteps
 from .latent import model_and_judge
 from .tables import BenchCommand, model_heldout, print_table, reconstruction_mse
 
@@ -48,13 +48,6 @@ PAIRS = (("cat", "dog"), ("dog", "cat"), ("automobile", "truck"), ("horse", "dee
 def caption(label: str) -> str:
     """The CIFAR-10 caption of a class name: 'a photo of a cat', 'a photo of an airplane'."""
     return cifar10_caption(CIFAR10_CLASSES.index(label))
-
-
-@torch.no_grad()
-def _invert_and_sample(model, x0: Tensor, c_src: Tensor, c_tgt: Tensor, g: Guidance, grid: Tensor, skip: int) -> Tensor:
-    S = model.schedule
-    x_t = ddim_invert(model, S, x0, context=c_src, guidance=g, grid=grid[skip:])
-    return ddim_sample(model, S, x_t, context=c_tgt, guidance=g, grid=grid[skip:])
 
 
 def translate(model, method: str, x: Tensor, src: str, tgt: str, steps: int = 50, w: float = 3.0, eta: float = 1.0,
@@ -74,19 +67,20 @@ def translate(model, method: str, x: Tensor, src: str, tgt: str, steps: int = 50
             z = encoder(model, S, x0, eta=eta, context=c_src, guidance=g, grid=grid, generator=gen)
             out = generate(model, S, z, context=c_tgt, guidance=g, skip=skip)
         elif method == "DDIM inversion":
-            out = _invert_and_sample(model, x0, c_src, c_tgt, g, grid, skip)
+            x_t = ddim_invert(model, S, x0, context=c_src, guidance=g, grid=grid[skip:])
+            out = ddim_sample(model, S, x_t, context=c_tgt, guidance=g, grid=grid[skip:])
         else:
             out = sdedit(model, S, x0, int(grid[skip]), steps=steps - skip, context=c_tgt, generator=gen, guidance=g)
     return model.decode(out) if model.latent else out
 
 
-def class_images(dataset: str, label: str, n: int | None) -> Tensor:
-    """Up to n test images captioned `caption(label)` (the first n in the split's order), in [-1, 1]."""
-    ds = load_dataset(dataset, "test")
+def class_images(ds, label: str, n: int | None, device: str | torch.device = "cpu") -> Tensor:
+    """Up to n images of the loaded data set `ds` captioned `caption(label)` (the first n in its order), in [-1, 1],
+    on `device`. Load the split once (`datasets.load_dataset`) and pass it to every call."""
     idx = [i for i, c in enumerate(ds.captions) if c == caption(label)][:n]
     if not idx:
-        raise ValueError(f"no {dataset} test image is captioned {caption(label)!r}")
-    return to_float(ds.images[torch.tensor(idx)])
+        raise ValueError(f"no image of the data set is captioned {caption(label)!r}")
+    return to_float(ds.images[idx]).to(device)
 
 
 def judge(clf, x: Tensor, x_src: Tensor, f_ref: Tensor, tgt: str) -> dict:
@@ -107,10 +101,11 @@ def translation_table(checkpoint: str = "cifar10", classifier: str = "cifar10_cl
     """Every method on every pair (module docstring), n source images each; metrics averaged over the pairs, with
     the untouched sources as the reference row (what no edit scores)."""
     model, clf = model_and_judge(checkpoint, classifier, device)
+    test = load_dataset(model.data["name"], "test")
     rows: dict[str, list[dict]] = {m: [] for m in ("sources (no edit)", *METHODS)}
     for src, tgt in pairs:
-        x = class_images(model.data["name"], src, n).to(device)
-        f_ref = features(clf, class_images(model.data["name"], tgt, None).to(device))
+        x = class_images(test, src, n, device)
+        f_ref = features(clf, class_images(test, tgt, None, device))
         rows["sources (no edit)"].append({**judge(clf, x, x, f_ref, tgt), "seconds": 0.0, "pair": f"{src}->{tgt}"})
         for m in METHODS:
             t0 = time.perf_counter()
@@ -144,9 +139,9 @@ def translation_tradeoff(checkpoint: str = "cifar10", classifier: str = "cifar10
                          device: str | torch.device = "cpu") -> list[dict]:
     """Target-class accuracy vs PSNR to the source for each method as skip varies (one pair); a figure in `out`."""
     model, clf = model_and_judge(checkpoint, classifier, device)
-    (src, tgt), data = pair, model.data["name"]
-    x = class_images(data, src, n).to(device)
-    f_ref = features(clf, class_images(data, tgt, None).to(device))
+    (src, tgt), test = pair, load_dataset(model.data["name"], "test")
+    x = class_images(test, src, n, device)
+    f_ref = features(clf, class_images(test, tgt, None, device))
     rows = [{"method": m, "skip": k, **judge(clf, translate(model, m, x, caption(src), caption(tgt), steps, w, eta, k,
                                                             seed), x, f_ref, tgt)}
             for m in METHODS for k in skips]
@@ -214,14 +209,18 @@ def noise_reconstruction_table(checkpoint: str = "shapes", n: int = 32, steps: t
     return rows
 
 
+def null_prompt_image(model, z: Tensor, grid: Tensor, eta: float = 1.0) -> Tensor:
+    """x(z) = G(z) of the null-prompt sampler for packed latents z (B, S + 1, ...) on `grid`, decoded for latent
+    models: images (B, 3, H, W), differentiable in z."""
+    x = G(model, model.schedule, z, grid, eta, model.null_context(len(z)))
+    return model.decode(x) if model.latent else x
+
+
 def classifier_energy(model, clf, grid: Tensor, label: int, lam: float, eta: float = 1.0):
-    """E(z) = -lam log p_clf(label | x(z)), x(z) = G(z) (decoded for latent models) for packed latents z of the
-    null-prompt sampler on `grid`: plug-and-play guidance's energy (CycleDiffusion sec. 4.2) with the project's
-    classifier standing in for CLIP. Returns a function z (B, S + 1, ...) -> (B,)."""
+    """E(z) = -lam log p_clf(label | x(z)), x(z) = `null_prompt_image`: plug-and-play guidance's energy
+    (CycleDiffusion sec. 4.2) with the project's classifier standing in for CLIP. Returns z (B, S + 1, ...) -> (B,)."""
     def energy(z: Tensor) -> Tensor:
-        x = G(model, model.schedule, z, grid, eta, model.null_context(len(z)))
-        x = model.decode(x) if model.latent else x
-        return -lam * torch.log_softmax(clf(x), -1)[:, label]
+        return -lam * torch.log_softmax(clf(null_prompt_image(model, z, grid, eta)), -1)[:, label]
     return energy
 
 
@@ -236,16 +235,16 @@ def langevin_table(checkpoint: str = "cifar10", classifier: str = "cifar10_class
     classifier is both the energy and the judge, so the hit rate is optimistic (adversarial directions count)."""
     model, clf = model_and_judge(checkpoint, classifier, device)
     label, grid = clf.cfg.labels.index(target), timesteps(model.schedule.T, steps)
-    f_ref = features(clf, class_images(model.data["name"], target, None).to(device))
-    rows = []
+    f_ref = features(clf, class_images(load_dataset(model.data["name"], "test"), target, None, device))
+    cfg, rows = model.unet.cfg, []
+    shape = (n, len(grid), cfg.in_channels, cfg.image_size, cfg.image_size)  # packed latents in the sampler's space
     for lam in lambdas:
         t0 = time.perf_counter()
-        z0 = torch.randn(n, len(grid), *_latent_shape(model), generator=torch.Generator().manual_seed(seed))
-        z = langevin_guidance(classifier_energy(model, clf, grid, label, lam), z0.to(device), langevin_steps,
-                              step_size, torch.Generator().manual_seed(seed + 1))
+        z0 = standard_normal(shape, next(model.parameters()), torch.Generator().manual_seed(seed))
+        z = langevin_guidance(classifier_energy(model, clf, grid, label, lam), z0, langevin_steps, step_size,
+                              torch.Generator().manual_seed(seed + 1))
         with torch.no_grad():
-            x = G(model, model.schedule, z, grid, 1.0, model.null_context(n))
-            x = model.decode(x) if model.latent else x
+            x = null_prompt_image(model, z, grid)
             p = torch.softmax(clf(x), -1)[:, label]
         row = judge(clf, x, x, f_ref, target)
         rows.append({"lambda": lam, "hit": row["accuracy"], "p": p.mean().item(), "fid": row["fid"], "kid": row["kid"],
@@ -258,18 +257,12 @@ def langevin_table(checkpoint: str = "cifar10", classifier: str = "cifar10_class
     return rows
 
 
-def _latent_shape(model) -> tuple[int, ...]:
-    """(C, H, W) of the space the model's sampler runs in (latents for latent models)."""
-    cfg = model.unet.cfg
-    return (cfg.in_channels, cfg.image_size, cfg.image_size)
-
-
 TRANSLATION = BenchCommand(
     "translation", "zero-shot CIFAR-10 translation (cat -> dog and 4 more pairs): CycleDiffusion, edit-friendly, "
     "DDIM inversion and SDEdit judged by the project's classifier, and the trade-off figure across --skip",
     lambda o: (translation_table(o["checkpoint"], o["classifier"], n=o["n"], steps=o["steps"][0], w=o["w"][0],
                                  skip=o["skip"][0], seed=o["seed"], device=o["device"]),
-               translation_tradeoff(o["checkpoint"], o["classifier"], n=max(1, o["n"] // 2), steps=o["steps"][0],
+               translation_tradeoff(o["checkpoint"], o["classifier"], n=max(2, o["n"] // 2), steps=o["steps"][0],
                                     w=o["w"][0], skips=tuple(sorted(set(o["skip"]))), seed=o["seed"], out=o["out"],
                                     device=o["device"])),
     dict(n=64, steps=[50], w=[3.0], skip=[10, 0, 20, 30], checkpoint="cifar10", classifier="cifar10_classifier"),
