@@ -56,6 +56,13 @@ def nonnegative_float(text: str) -> float:
     return value
 
 
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text}")
+    return value
+
+
 def float_or_off(text: str) -> float | None:
     """A number, or off / none (None: the option is switched off)."""
     return None if text.lower() in ("off", "none") else float(text)
@@ -169,6 +176,10 @@ def _bench_parser(sub) -> None:
     b.add_argument("--skip", type=nonnegative_int, nargs="+", default=None,
                    help="translation: steps left out at the grid's noisy end (the first: the table's; all of them: "
                         "the trade-off figure's)")
+    b.add_argument("--eta", type=positive_float, nargs="+", default=None,
+                   help="translation: eta of the stochastic encoders (the first: the table's; all: the trade-off's)")
+    b.add_argument("--augment", type=nonnegative_int, nargs="+", default=None,
+                   help="langevin: differentiable-augmentation views averaged in the energy (0: none)")
     b.add_argument("--only", nargs="+", default=None,
                    help="edit: run only the methods whose names contain one of these strings")
     b.add_argument("--prompt", default="a red circle on the left on a gray background")

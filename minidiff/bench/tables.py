@@ -40,6 +40,9 @@ def model_heldout(model, n: int, seed: int = 0) -> tuple[Tensor, list[str]]:
     return images.to(next(model.parameters()).device), captions
 
 
+LIST_OPTIONS = ("w", "steps", "scales", "skip", "eta", "augment")  # the bench options that take several values
+
+
 @dataclass(frozen=True)
 class BenchCommand:
     """One `python -m minidiff bench NAME` table: its help line, its own defaults for the shared options
@@ -51,12 +54,12 @@ class BenchCommand:
     help: str
     run: Callable[[dict], object]
     defaults: dict = field(default_factory=dict)
-    lists: tuple[str, ...] = ()  # the list options (w, steps, scales, skip) this table sweeps; the others take one
+    lists: tuple[str, ...] = ()  # the list options (LIST_OPTIONS) this table sweeps; the others take one
 
     def __call__(self, given: dict) -> object:
         options = {"checkpoint": "shapes", "device": "cpu", **self.defaults,
                    **{k: v for k, v in given.items() if v is not None}}
-        for key in ("w", "steps", "scales", "skip"):
+        for key in LIST_OPTIONS:
             if key not in self.lists and len(options.get(key) or ()) > 1:
                 raise ValueError(f"bench {self.name} takes one --{key} value, got {options[key]}"
                                  + (f" (it sweeps {', '.join('--' + k for k in self.lists)})" if self.lists else ""))

@@ -12,13 +12,16 @@
   |---|---|---|
   | CycleDiffusion | `dpm_encode` | `generate` (G, the encoder's noise injected) |
   | edit-friendly | `edit_friendly_invert` | `generate` |
+  | edit-friendly + P2P | `edit_friendly_invert` | `edit_friendly_p2p`, word swap (`TRANSLATION_P2P`) |
   | DDIM inversion | `ddim_invert` to tau_skip | `ddim_sample` (eta = 0) |
   | SDEdit | q(x_tau_skip given x_0), no encoder | `ddim_sample` (eta = 0) from that noisy image |
 
   Judged like the paper, with the project's own classifier in place of CLIP (no CLIP weights exist offline):
   target-class accuracy, classifier-FID / -KID to real test images of the target class, and PSNR / SSIM to the
-  source (how much of it is kept). `translation_tradeoff` sweeps skip for one pair: accuracy against PSNR, the
-  papers' CLIP-vs-LPIPS curve with this project's judges.
+  source (how much of it is kept). `translation_tradeoff` sweeps skip, guidance w and eta for one pair, one at a
+  time: accuracy against PSNR, the papers' CLIP-vs-LPIPS curves with this project's judges.
+- `langevin_table`: plug-and-play guidance towards a class with `classifier_energy`, optionally averaged over
+  differentiable augmentations (`diff_augment`).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from ..datasets import load_dataset, to_float
@@ -35,13 +39,19 @@ from ..guidance import Guidance
 from ..inversion import ddim_invert, sdedit
 from ..metrics import feature_fid, kernel_distance, psnr, ssim
 from ..nn.classifiers import features, predict
-from ..noise_space import G, dpm_encode, edit_friendly_invert, generate, langevin_guidance
+from ..noise_space import G, dpm_encode, edit_friendly_invert, edit_friendly_p2p, generate, langevin_guidance
+from ..p2p import Replace
 from ..samplers import ddim_sample
 from ..schedule import standard_normal, timesteps
 from .latent import model_and_judge
 from .tables import BenchCommand, model_heldout, print_table, reconstruction_mse
 
-METHODS = ("CycleDiffusion", "edit-friendly", "DDIM inversion", "SDEdit")
+METHODS = ("CycleDiffusion", "edit-friendly", "edit-friendly + P2P", "DDIM inversion", "SDEdit")
+STOCHASTIC = METHODS[:3]  # the methods with an eta (DDIM inversion and SDEdit decode with eta = 0)
+# P2P word swap for a class swap: the swapped words take the source's cross-attention for the first 40% of the steps,
+# the other words for 80%; self-attention injected for the first 20% (the shapes benchmark's "shape" edit keeps 20%;
+# a class changes more than a shape, so the swapped word is held a little longer). Not tuned on the test images.
+TRANSLATION_P2P = dict(word=0.4, default=0.8, self_steps=0.2)
 PAIRS = (("cat", "dog"), ("dog", "cat"), ("automobile", "truck"), ("horse", "deer"), ("airplane", "bird"))
 
 
@@ -62,16 +72,27 @@ def translate(model, method: str, x: Tensor, src: str, tgt: str, steps: int = 50
     c_src, c_tgt, g = model.encode_text([src] * B), model.encode_text([tgt] * B), Guidance.of(model, w)
     grid, gen = timesteps(S.T, steps), torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        if method in ("CycleDiffusion", "edit-friendly"):
+        if method in STOCHASTIC:
             encoder = dpm_encode if method == "CycleDiffusion" else edit_friendly_invert
             z = encoder(model, S, x0, eta=eta, context=c_src, guidance=g, grid=grid, generator=gen)
-            out = generate(model, S, z, context=c_tgt, guidance=g, skip=skip)
+            if method == "edit-friendly + P2P":
+                out = edit_friendly_p2p(model, translation_controller(model, src, tgt, B, grid[skip:]), z, g)[1]
+            else:
+                out = generate(model, S, z, context=c_tgt, guidance=g, skip=skip)
         elif method == "DDIM inversion":
             x_t = ddim_invert(model, S, x0, context=c_src, guidance=g, grid=grid[skip:])
             out = ddim_sample(model, S, x_t, context=c_tgt, guidance=g, grid=grid[skip:])
         else:
             out = sdedit(model, S, x0, int(grid[skip]), steps=steps - skip, context=c_tgt, generator=gen, guidance=g)
     return model.decode(out) if model.latent else out
+
+
+def translation_controller(model, src: str, tgt: str, batch: int, grid: Tensor) -> Replace:
+    """The P2P word swap src -> tgt (`TRANSLATION_P2P`) for a batch of images on `grid` (the decoding's)."""
+    changed = {b for a, b in zip(src.split(), tgt.split(), strict=False) if a != b}
+    cross = {"default": TRANSLATION_P2P["default"], **dict.fromkeys(changed, TRANSLATION_P2P["word"])}
+    return Replace(model.tokenizer, [src] * batch, [tgt] * batch, grid, cross_steps=cross,
+                   self_steps=TRANSLATION_P2P["self_steps"])
 
 
 def class_images(ds, label: str, n: int | None, device: str | torch.device = "cpu") -> Tensor:
@@ -133,38 +154,69 @@ def _print_translation(rows: list[dict], checkpoint: str, n: int, steps: int, w:
                 [[r["method"], *(f"{p['accuracy']:.3f}" for p in r["pairs"])] for r in rows])
 
 
+SWEPT = {"skip": "skip (start t)", "w": "guidance w", "eta": "eta"}
+
+
+def tradeoff_settings(skips: tuple[int, ...], ws: tuple[float, ...], etas: tuple[float, ...]) -> list[dict]:
+    """One parameter at a time around the first values: {"swept", "skip", "w", "eta"} for every value of every
+    parameter given more than one value (skip alone when none is)."""
+    base, values = {"skip": skips[0], "w": ws[0], "eta": etas[0]}, {"skip": skips, "w": ws, "eta": etas}
+    swept = [k for k in values if len(values[k]) > 1] or ["skip"]
+    return [{**base, "swept": k, k: v} for k in swept for v in sorted(values[k])]
+
+
 def translation_tradeoff(checkpoint: str = "cifar10", classifier: str = "cifar10_classifier", n: int = 32,
-                         steps: int = 50, w: float = 3.0, eta: float = 1.0, skips: tuple[int, ...] = (0, 10, 20, 30),
-                         pair: tuple[str, str] = ("cat", "dog"), seed: int = 0, out: str | None = None,
-                         device: str | torch.device = "cpu") -> list[dict]:
-    """Target-class accuracy vs PSNR to the source for each method as skip varies (one pair); a figure in `out`."""
+                         steps: int = 50, skips: tuple[int, ...] = (10, 0, 20, 30), ws: tuple[float, ...] = (3.0,),
+                         etas: tuple[float, ...] = (1.0,), pair: tuple[str, str] = ("cat", "dog"), seed: int = 0,
+                         out: str | None = None, device: str | torch.device = "cpu") -> list[dict]:
+    """Target-class accuracy vs PSNR to the source for each method as skip, w and eta move one at a time around
+    (skips[0], ws[0], etas[0]) (`tradeoff_settings`; eta only for the `STOCHASTIC` methods), on one pair; one figure
+    panel per swept parameter in `out`. A setting shared by two sweeps is computed once."""
     model, clf = model_and_judge(checkpoint, classifier, device)
     (src, tgt), test = pair, load_dataset(model.data["name"], "test")
     x = class_images(test, src, n, device)
-    f_ref = features(clf, class_images(test, tgt, None, device))
-    rows = [{"method": m, "skip": k, **judge(clf, translate(model, m, x, caption(src), caption(tgt), steps, w, eta, k,
-                                                            seed), x, f_ref, tgt)}
-            for m in METHODS for k in skips]
-    print_table(f"{src} -> {tgt} on {checkpoint!r} ({n} images): the trade-off as the start tau_skip moves",
-                ["method", "skip (start t)", "target-class accuracy", "PSNR to source (dB)", "SSIM"],
-                [[r["method"], f"{r['skip']} ({int(timesteps(model.schedule.T, steps)[r['skip']])})",
-                  f"{r['accuracy']:.3f}", f"{r['psnr']:.2f}", f"{r['ssim']:.3f}"] for r in rows])
+    f_ref, cache, rows = features(clf, class_images(test, tgt, None, device)), {}, []
+    for st in tradeoff_settings(skips, ws, etas):
+        for m in STOCHASTIC if st["swept"] == "eta" else METHODS:
+            key = (m, st["skip"], st["w"], st["eta"] if m in STOCHASTIC else None)
+            if key not in cache:
+                y = translate(model, m, x, caption(src), caption(tgt), steps, st["w"], st["eta"], st["skip"], seed)
+                cache[key] = judge(clf, y, x, f_ref, tgt)
+            rows.append({"method": m, **st, **cache[key]})
+    _print_tradeoff(rows, f"{src} -> {tgt} on {checkpoint!r} ({n} images, {steps}-step grid)", model.schedule.T, steps)
     if out is not None:
         tradeoff_figure(rows, f"{src} -> {tgt}", Path(out) / "translation_tradeoff.png")
     return rows
 
 
+def _print_tradeoff(rows: list[dict], title: str, T: int, steps: int) -> None:
+    grid = timesteps(T, steps)
+    for k in dict.fromkeys(r["swept"] for r in rows):
+        rs = [r for r in rows if r["swept"] == k]
+        fixed = ", ".join(f"{p} = {rs[0][p]:g}" for p in SWEPT if p != k)
+        values = [f"{r['skip']} ({int(grid[r['skip']])})" if k == "skip" else f"{r[k]:g}" for r in rs]
+        print_table(f"{title}: the trade-off as {SWEPT[k]} moves ({fixed})",
+                    ["method", SWEPT[k], "target-class accuracy", "PSNR to source (dB)", "SSIM"],
+                    [[r["method"], v, f"{r['accuracy']:.3f}", f"{r['psnr']:.2f}", f"{r['ssim']:.3f}"]
+                     for r, v in zip(rs, values, strict=True)])
+
+
 def tradeoff_figure(rows: list[dict], title: str, path: Path) -> None:
+    """Accuracy against PSNR, one panel per swept parameter, one line per method, points labelled by value."""
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 4))
-    for m in METHODS:
-        rs = [r for r in rows if r["method"] == m]
-        ax.plot([r["psnr"] for r in rs], [r["accuracy"] for r in rs], "o-", label=m)
-        for r in rs:
-            ax.annotate(str(r["skip"]), (r["psnr"], r["accuracy"]), fontsize=7)
-    ax.set(xlabel="PSNR to the source (dB): structure kept", ylabel="target-class accuracy", title=title)
-    ax.legend(fontsize=8)
+    sweeps = list(dict.fromkeys(r["swept"] for r in rows))
+    fig, axes = plt.subplots(1, len(sweeps), figsize=(5 * len(sweeps), 4), squeeze=False)
+    for ax, k in zip(axes[0], sweeps, strict=True):
+        for m in METHODS:
+            rs = [r for r in rows if r["method"] == m and r["swept"] == k]
+            if rs:
+                ax.plot([r["psnr"] for r in rs], [r["accuracy"] for r in rs], "o-", label=m)
+            for r in rs:
+                ax.annotate(f"{r[k]:g}", (r["psnr"], r["accuracy"]), fontsize=7)
+        ax.set(xlabel="PSNR to the source (dB): structure kept", ylabel="target-class accuracy",
+               title=f"{title}: {SWEPT[k]} moves")
+        ax.legend(fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
@@ -216,57 +268,103 @@ def null_prompt_image(model, z: Tensor, grid: Tensor, eta: float = 1.0) -> Tenso
     return model.decode(x) if model.latent else x
 
 
-def classifier_energy(model, clf, grid: Tensor, label: int, lam: float, eta: float = 1.0):
+def diff_augment(x: Tensor, generator: torch.Generator | None = None, shift: float = 0.125,
+                 brightness: float = 0.2) -> Tensor:
+    """One random view of each image (B, C, H, W), differentiable in x: DiffAugment's "color" and "translation"
+    policies, reduced to a brightness offset uniform in [-brightness, brightness], a horizontal flip with probability
+    1/2 and a shift by up to round(shift * H) pixels each way with zero fill (Zhao et al., "Differentiable
+    Augmentation for Data-Efficient GAN Training", NeurIPS 2020). Draws on the CPU `generator`."""
+    B, _, H, W = x.shape
+    m = round(shift * H)
+    r = torch.rand(B, 4, generator=generator)  # brightness, flip, dy, dx
+    x = x + ((2 * r[:, 0] - 1) * brightness).to(x)[:, None, None, None]
+    x = torch.where((r[:, 1] < 0.5).to(x.device)[:, None, None, None], x.flip(-1), x)
+    d = (r[:, 2:] * (2 * m + 1)).long().clamp_max(2 * m).tolist()  # crop offsets in [0, 2m]
+    padded = F.pad(x, (m, m, m, m))
+    return torch.stack([padded[b, :, dy:dy + H, dx:dx + W] for b, (dy, dx) in enumerate(d)])
+
+
+def augmented_log_prob(clf, x: Tensor, label: int, views: int, generator: torch.Generator | None = None) -> Tensor:
+    """log p_clf(label | x) (B,), averaged over `views` `diff_augment` views of each image (0: x itself)."""
+    if views == 0:
+        return torch.log_softmax(clf(x), -1)[:, label]
+    v = diff_augment(x.repeat(views, 1, 1, 1), generator)  # (views * B, ...): view-major
+    return torch.log_softmax(clf(v), -1)[:, label].view(views, len(x)).mean(0)
+
+
+def classifier_energy(model, clf, grid: Tensor, label: int, lam: float, eta: float = 1.0, views: int = 0,
+                      generator: torch.Generator | None = None):
     """E(z) = -lam log p_clf(label | x(z)), x(z) = `null_prompt_image`: plug-and-play guidance's energy
-    (CycleDiffusion sec. 4.2) with the project's classifier standing in for CLIP. Returns z (B, S + 1, ...) -> (B,)."""
+    (CycleDiffusion sec. 4.2) with the project's classifier standing in for CLIP; with views > 0 the log-probability
+    is averaged over that many fresh `diff_augment` views per call (CycleDiffusion's guard against adversarial
+    gradients). Returns z (B, S + 1, ...) -> (B,)."""
     def energy(z: Tensor) -> Tensor:
-        return -lam * torch.log_softmax(clf(null_prompt_image(model, z, grid, eta)), -1)[:, label]
+        return -lam * augmented_log_prob(clf, null_prompt_image(model, z, grid, eta), label, views, generator)
     return energy
 
 
+JUDGE_VIEWS = 8  # the augmented judge: p(target) averaged over this many `diff_augment` views (fixed seed)
+
+
 def langevin_table(checkpoint: str = "cifar10", classifier: str = "cifar10_classifier", n: int = 32,
-                   steps: int = 10, lambdas: tuple[float, ...] = (0.0, 3.0, 10.0), langevin_steps: int = 20,
-                   step_size: float = 0.05, target: str = "dog", seed: int = 0,
+                   steps: int = 10, lambdas: tuple[float, ...] = (0.0, 3.0, 10.0), views: tuple[int, ...] = (0,),
+                   langevin_steps: int = 20, step_size: float = 0.05, target: str = "dog", seed: int = 0,
                    device: str | torch.device = "cpu") -> list[dict]:
-    """Plug-and-play guidance's hit rate and its quality cost: for each lambda, n latents z ~ N(0, I) of the
-    null-prompt sampler (eta = 1, `steps`-step grid), `langevin_steps` Langevin steps (`langevin_guidance`, step
-    size s) on N(0, I) exp(-E), E = `classifier_energy`; the hit rate (the classifier's argmax is `target`), the mean
-    p(target), and classifier-FID / -KID to the real test images of `target`. lambda = 0 is the unguided rate. The
-    classifier is both the energy and the judge, so the hit rate is optimistic (adversarial directions count)."""
+    """Plug-and-play guidance's hit rate and its quality cost: for each lambda and each number of augmented views in
+    the energy, n latents z ~ N(0, I) of the null-prompt sampler (eta = 1, `steps`-step grid), `langevin_steps`
+    Langevin steps (`langevin_guidance`, step size s) on N(0, I) exp(-E), E = `classifier_energy`; the hit rate (the
+    classifier's argmax is `target`), the mean p(target), the hit rate of the augmented judge (argmax of the
+    log-probability averaged over JUDGE_VIEWS fixed views: a perturbation that only fools the plain classifier
+    rarely survives it), and classifier-FID / -KID to the real test images of `target`. lambda = 0 is the unguided
+    rate. The classifier is both the energy and the judge, so the hit rates are optimistic."""
     model, clf = model_and_judge(checkpoint, classifier, device)
     label, grid = clf.cfg.labels.index(target), timesteps(model.schedule.T, steps)
     f_ref = features(clf, class_images(load_dataset(model.data["name"], "test"), target, None, device))
     cfg, rows = model.unet.cfg, []
     shape = (n, len(grid), cfg.in_channels, cfg.image_size, cfg.image_size)  # packed latents in the sampler's space
     for lam in lambdas:
-        t0 = time.perf_counter()
-        z0 = standard_normal(shape, next(model.parameters()), torch.Generator().manual_seed(seed))
-        z = langevin_guidance(classifier_energy(model, clf, grid, label, lam), z0, langevin_steps, step_size,
-                              torch.Generator().manual_seed(seed + 1))
-        with torch.no_grad():
-            x = null_prompt_image(model, z, grid)
-            p = torch.softmax(clf(x), -1)[:, label]
-        row = judge(clf, x, x, f_ref, target)
-        rows.append({"lambda": lam, "hit": row["accuracy"], "p": p.mean().item(), "fid": row["fid"], "kid": row["kid"],
-                     "seconds": time.perf_counter() - t0})
-    print_table(f"Plug-and-play guidance towards {target!r} on {checkpoint!r}: {n} null-prompt samples, {steps}-step "
-                f"grid, eta = 1, {langevin_steps} Langevin steps of size {step_size}; judged by {classifier!r}",
-                ["lambda", "hit rate", "mean p(target)", "classifier-FID to target", "classifier-KID x 1e3", "s"],
-                [[f"{r['lambda']:g}", f"{r['hit']:.3f}", f"{r['p']:.3f}", f"{r['fid']:.1f}", f"{1e3 * r['kid']:.0f}",
-                  f"{r['seconds']:.0f}"] for r in rows])
+        for k in views if lam > 0 else views[:1]:  # at lambda = 0 the energy is 0 whatever the views
+            t0 = time.perf_counter()
+            z0 = standard_normal(shape, next(model.parameters()), torch.Generator().manual_seed(seed))
+            energy = classifier_energy(model, clf, grid, label, lam, views=k,
+                                       generator=torch.Generator().manual_seed(seed + 2))
+            z = langevin_guidance(energy, z0, langevin_steps, step_size, torch.Generator().manual_seed(seed + 1))
+            with torch.no_grad():
+                x = null_prompt_image(model, z, grid)
+                p = torch.softmax(clf(x), -1)[:, label]
+                aug = torch.stack([augmented_log_prob(clf, x, c, JUDGE_VIEWS, torch.Generator().manual_seed(99))
+                                   for c in range(len(clf.cfg.labels))], 1).argmax(1) == label
+            row = judge(clf, x, x, f_ref, target)
+            rows.append({"lambda": lam, "views": k, "hit": row["accuracy"], "p": p.mean().item(),
+                         "hit_aug": aug.double().mean().item(), "fid": row["fid"], "kid": row["kid"],
+                         "seconds": time.perf_counter() - t0})
+    _print_langevin(rows, checkpoint, classifier, n, steps, langevin_steps, step_size, target)
     return rows
 
 
+def _print_langevin(rows, checkpoint, classifier, n, steps, langevin_steps, step_size, target) -> None:
+    print_table(f"Plug-and-play guidance towards {target!r} on {checkpoint!r}: {n} null-prompt samples, {steps}-step "
+                f"grid, eta = 1, {langevin_steps} Langevin steps of size {step_size}; judged by {classifier!r}",
+                ["lambda", "augmented views in E", "hit rate", "mean p(target)",
+                 f"hit rate, judge averaged over {JUDGE_VIEWS} views", "classifier-FID to target",
+                 "classifier-KID x 1e3", "s"],
+                [[f"{r['lambda']:g}", str(r["views"]), f"{r['hit']:.3f}", f"{r['p']:.3f}", f"{r['hit_aug']:.3f}",
+                  f"{r['fid']:.1f}", f"{1e3 * r['kid']:.0f}", f"{r['seconds']:.0f}"] for r in rows])
+
+
 TRANSLATION = BenchCommand(
-    "translation", "zero-shot CIFAR-10 translation (cat -> dog and 4 more pairs): CycleDiffusion, edit-friendly, "
-    "DDIM inversion and SDEdit judged by the project's classifier, and the trade-off figure across --skip",
+    "translation", "zero-shot CIFAR-10 translation (cat -> dog and 4 more pairs): CycleDiffusion, edit-friendly "
+    "(+ P2P), DDIM inversion and SDEdit judged by the project's classifier at the first --skip / --w / --eta, and the "
+    "trade-off figure sweeping each of them in turn",
     lambda o: (translation_table(o["checkpoint"], o["classifier"], n=o["n"], steps=o["steps"][0], w=o["w"][0],
-                                 skip=o["skip"][0], seed=o["seed"], device=o["device"]),
+                                 eta=o["eta"][0], skip=o["skip"][0], seed=o["seed"], device=o["device"]),
                translation_tradeoff(o["checkpoint"], o["classifier"], n=max(2, o["n"] // 2), steps=o["steps"][0],
-                                    w=o["w"][0], skips=tuple(sorted(set(o["skip"]))), seed=o["seed"], out=o["out"],
+                                    skips=tuple(dict.fromkeys(o["skip"])), ws=tuple(dict.fromkeys(o["w"])),
+                                    etas=tuple(dict.fromkeys(o["eta"])), seed=o["seed"], out=o["out"],
                                     device=o["device"])),
-    dict(n=64, steps=[50], w=[3.0], skip=[10, 0, 20, 30], checkpoint="cifar10", classifier="cifar10_classifier"),
-    lists=("skip",))
+    dict(n=64, steps=[50], w=[3.0, 1.5, 5.0], eta=[1.0, 0.3, 0.6], skip=[10, 0, 20, 30], checkpoint="cifar10",
+         classifier="cifar10_classifier"),
+    lists=("skip", "w", "eta"))
 NOISE_RECONSTRUCTION = BenchCommand(
     "noise-reconstruction", "reconstruction MSE through DDIM inversion, the DPM-Encoder and edit-friendly inversion "
     "(with and without the final step's residual; latent models add the autoencoder floor)",
@@ -277,6 +375,8 @@ LANGEVIN = BenchCommand(
     "langevin", "plug-and-play guidance in the noise space: hit rate of a CIFAR-10 class vs lambda (--scales), with "
     "the classifier-FID cost",
     lambda o: langevin_table(o["checkpoint"], o["classifier"], n=o["n"], steps=o["steps"][0],
-                             lambdas=tuple(o["scales"]), seed=o["seed"], device=o["device"]),
-    dict(n=32, steps=[10], scales=[0.0, 3.0, 10.0], checkpoint="cifar10", classifier="cifar10_classifier"),
-    lists=("scales",))
+                             lambdas=tuple(o["scales"]), views=tuple(o["augment"]), seed=o["seed"],
+                             device=o["device"]),
+    dict(n=32, steps=[10], scales=[0.0, 3.0, 10.0], augment=[0, 4], checkpoint="cifar10",
+         classifier="cifar10_classifier"),
+    lists=("scales", "augment"))
