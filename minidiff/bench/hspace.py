@@ -50,7 +50,7 @@ from .tables import BenchCommand, print_table
 
 ATTRIBUTES = ("Smiling", "Young", "Male")
 SCALES = (-1.0, 0.0, 0.5, 1.0, 2.0)
-STEPS, T_EDIT, LAMBDA_RECON = 40, 400, 3.0
+STEPS, T_EDIT, LAMBDA_RECON, LR = 40, 400, 3.0, 3e-3  # lr and lambda_recon from a 16-face probe (notes)
 
 
 def faces(ds, has: dict[str, bool], n: int, device) -> Tensor:
@@ -122,7 +122,7 @@ def train_attribute(model, clf, train, attribute: str, n: int, epochs: int, t_ed
     f = ImplicitDelta(h_shape(model)[0]).to(device)
     loss = classifier_loss(model, clf, attribute, None if logit else delta_T)
     train_implicit_delta(model, model.schedule, f, x_T, loss, t_edit, STEPS, model.null_context(1), epochs=epochs,
-                         batch_size=16)
+                         batch_size=16, lr=LR)
     return f, x_T, time.perf_counter() - t0
 
 
@@ -202,8 +202,8 @@ def jacobian_rows(model, clf, x_T: Tensor, t: int, k: int = 3, step: float = 0.5
     return rows, imgs
 
 
-def hspace_table(checkpoint: str = "celeba", classifier: str = "celeba_classifier", n: int = 64, n_train: int = 64,
-                 attributes: tuple[str, ...] = ATTRIBUTES, epochs: int = 4, t_edit: int = T_EDIT,
+def hspace_table(checkpoint: str = "celeba", classifier: str = "celeba_classifier", n: int = 64, n_train: int = 32,
+                 attributes: tuple[str, ...] = ATTRIBUTES, epochs: int = 2, t_edit: int = T_EDIT,
                  t_edits: tuple[int, ...] = (800, 600, 400, 200), logit: bool = False, out: str | None = None,
                  device: str | torch.device = "cpu") -> dict:
     """The module docstring's measurements, printed, with figures in `out`. f_t is trained over [T, min(t_edits)]

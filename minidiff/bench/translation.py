@@ -84,7 +84,7 @@ def translate(model, method: str, x: Tensor, src: str, tgt: str, steps: int = 50
             out = ddim_sample(model, S, x_t, context=c_tgt, guidance=g, grid=grid[skip:])
         else:
             out = sdedit(model, S, x0, int(grid[skip]), steps=steps - skip, context=c_tgt, generator=gen, guidance=g)
-    return model.decode(out) if model.latent else out
+        return model.decode(out) if model.latent else out
 
 
 def translation_controller(model, src: str, tgt: str, batch: int, grid: Tensor) -> Replace:
