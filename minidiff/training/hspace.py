@@ -40,11 +40,19 @@ def frozen(module: nn.Module) -> Iterator[nn.Module]:
             p.requires_grad_(r)
 
 
+def batch_context(context: Tensor | None, idx: Tensor) -> Tensor | None:
+    """The context rows of a batch: one shared (1, L, D) context expanded, or per-image (N, L, D) rows indexed."""
+    if context is None:
+        return None
+    return context.expand(len(idx), -1, -1) if len(context) == 1 else context[idx.to(context.device)]
+
+
 def train_implicit_delta(model: nn.Module, sched: Schedule, f: nn.Module, x_T: Tensor, loss: AsyrpLoss, t_edit: int,
                          steps: int = 40, context: Tensor | None = None, epochs: int = 1, batch_size: int = 16,
                          lr: float = 1e-3, seed: int = 0, progress: bool = True) -> list[float]:
     """Train f_t in place on the latents x_T (N, ...) by the module docstring's loop; returns the loss of every
-    optimiser step (one per editing step per batch). `context`: (1, L, D) or None, shared by every image."""
+    optimiser step (one per editing step per batch). `context`: (1, L, D) shared by every image, (N, L, D) one per
+    image, or None."""
     grid, context = resolve_grid(sched.T, steps, "leading", None), None if context is None else context.detach()
     coefs = ddim_coefficients(sched, grid[:-1], grid[1:], 0.0).tolist()
     pairs = [(i, t) for i, (t, _) in enumerate(step_pairs(grid)) if t >= t_edit]
@@ -54,7 +62,7 @@ def train_implicit_delta(model: nn.Module, sched: Schedule, f: nn.Module, x_T: T
                               desc="Asyrp f_t") as bar:
         for _ in range(epochs):
             for idx in torch.randperm(len(x_T), generator=g).split(batch_size):
-                x, ctx = x_T[idx.to(x_T.device)], None if context is None else context.expand(len(idx), -1, -1)
+                x, ctx = x_T[idx.to(x_T.device)], batch_context(context, idx)
                 for i, t_int in pairs:
                     t = t_batch(t_int, x)
                     with torch.no_grad():
