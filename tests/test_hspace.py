@@ -99,8 +99,8 @@ def test_deltas_scale_and_add_linearly_and_applied_deltas_reports_the_interval()
     a, b = constant_delta(torch.randn(4, 3, 3)), constant_delta(torch.randn(4, 3, 3))
     assert_close(sum_deltas(a, scale_delta(b, -2.0))(h, t), a(h, t) - 2 * b(h, t))
     model, x_T, ctx = setting()
-    d, ts = applied_deltas(model, model.schedule, x_T, a if h_shape(model, x_T, ctx)[1:] == (4, 3, 3) else
-                           constant_delta(torch.ones(h_shape(model, x_T, ctx)[1:])), t_edit=50, steps=10, context=ctx)
+    ones = constant_delta(torch.ones(h_shape(model, x_T, ctx)[1:]))
+    d, ts = applied_deltas(model, model.schedule, x_T, ones, t_edit=50, steps=10, context=ctx)
     assert ts.tolist() == [t for t in timesteps(100, 10).tolist() if t >= 50]
     assert d.shape == (len(ts), 2, *h_shape(model, x_T, ctx)[1:]) and (d == 1).all()
 
@@ -201,3 +201,23 @@ def test_training_f_t_lowers_its_loss_on_a_tiny_model():
     per_epoch = torch.tensor(losses).view(6, -1).mean(1)
     assert losses[0] == pytest.approx(1.0) and per_epoch[-1] < 0.2, (losses[0], per_epoch)
     assert all(p.grad is None for p in model.parameters())  # the UNet stayed frozen
+
+
+def test_the_rule_distance_is_zero_for_identical_images_and_follows_the_reconstruction():
+    """`bench.hspace.distance_curve`: one distance per step of the grid, each the feature distance between the
+    images and that step's P_t; identical images are at distance 0."""
+    from minidiff.bench.hspace import STEPS, distance_curve, feature_distance
+    from minidiff.nn.classifiers import ImageClassifier, ImageClassifierConfig
+
+    clf = ImageClassifier(ImageClassifierConfig(("a", "b"), kind="multilabel")).eval()
+    model, x_T, _ = setting()
+    x = images(2)
+    assert_close(feature_distance(clf, x, x), torch.zeros(2), atol=1e-6, rtol=0)
+    seen = []
+    asyrp_sample(model, model.schedule, x_T, None, 0, STEPS, model.null_context(2), callback=seen.append)
+    grid, d = distance_curve(model, clf, x, x_T)
+    assert grid.tolist() == timesteps(model.schedule.T, STEPS).tolist() and d.shape == (len(grid) - 1,)
+    last = seen[-1]
+    c = ddim_coefficients(model.schedule, last["t"], last["t_prev"]).tolist()[0]
+    assert_close(d[-1], feature_distance(clf, x, P_t(last["x_t"], last["eps"], c)).mean())
+    assert t_edit_by_threshold(grid, d, float(d.max())) in grid.tolist()

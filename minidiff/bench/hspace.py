@@ -38,17 +38,20 @@ from ..hspace import (
     feature_direction,
     scale_delta,
     sum_deltas,
+    t_edit_by_threshold,
     top_singular_vectors,
 )
 from ..inversion import ddim_invert
 from ..metrics import psnr, ssim
 from ..nn.hspace import ImplicitDelta
 from ..samplers import ddim_coefficients
+from ..schedule import timesteps
 from ..training.hspace import train_implicit_delta
 from .latent import model_and_judge
 from .tables import BenchCommand, print_table
 
 ATTRIBUTES = ("Smiling", "Young", "Male")
+RULE_THRESHOLDS = (0.05, 0.1, 0.2, 0.33)
 SCALES = (-1.0, 0.0, 0.5, 1.0, 2.0)
 STEPS, T_EDIT, LAMBDA_RECON, LR = 40, 400, 3.0, 3e-3  # lr and lambda_recon from a 16-face probe (notes)
 
@@ -149,6 +152,27 @@ def linear_fit_r2(x: list[float], y: list[float]) -> float:
     return float(r * r)
 
 
+def feature_distance(clf, a: Tensor, b: Tensor) -> Tensor:
+    """1 - cos(phi(a), phi(b)) per image, phi = the classifier's penultimate features: a deep-feature distance like
+    LPIPS (which compares features of a pretrained classifier), from the one face network that exists offline."""
+    with torch.no_grad():
+        return 1 - F.cosine_similarity(clf.features(a), clf.features(b), dim=1)
+
+
+def distance_curve(model, clf, x: Tensor, x_T: Tensor) -> tuple[Tensor, Tensor]:
+    """Asyrp's t_edit rule's input: the mean distance (`feature_distance`) between the images x and the decoded P_t
+    at each step of their DDIM reconstruction from x_T; returns (the grid without its final 0, distances (S,))."""
+    d: list[Tensor] = []
+
+    def keep(step: dict) -> None:
+        c = ddim_coefficients(model.schedule, step["t"], step["t_prev"]).tolist()[0]
+        with torch.no_grad():
+            d.append(feature_distance(clf, x, model.decode(P_t(step["x_t"], step["eps"], c))).mean())
+
+    asyrp_sample(model, model.schedule, x_T, None, 0, STEPS, model.null_context(len(x_T)), callback=keep)
+    return timesteps(model.schedule.T, STEPS), torch.stack(d)
+
+
 def composition_row(model, clf, fs: dict, a: str, b: str, x_T: Tensor, t_edit: int) -> dict:
     """f_a + f_b on faces with neither: the rate at which both, each, and neither attribute read as present."""
     x = edit(model, x_T, sum_deltas(fs[a], fs[b]), t_edit)
@@ -222,6 +246,7 @@ def hspace_table(checkpoint: str = "celeba", classifier: str = "celeba_classifie
     x_T = invert(model, faces(test, {a: False}, n, device))
     res["t_edit"] = t_edit_rows(model, clf, fs[a], a, x_T, res["edits"][a][0]["x"], t_edits)
     res["jacobian"], res["directions"] = jacobian_rows(model, clf, x_T[:4], t_edit)
+    res["rule"] = distance_curve(model, clf, faces(test, {a: False}, n, device), x_T)
     _print_hspace(res, classifier, n, n_train, epochs, t_edit, min(t_edits), logit)
     if out is not None:
         _figures(res, Path(out))
@@ -255,6 +280,12 @@ def _print_hspace(res: dict, classifier: str, n: int, n_train: int, epochs: int,
                 ["t_edit", "flip rate", "other attributes kept", "PSNR to reconstruction", "SSIM"],
                 [[str(r["t_edit"]), f"{r['flip']:.3f}", f"{r['kept']:.3f}", f"{r['psnr']:.2f}", f"{r['ssim']:.3f}"]
                  for r in res["t_edit"]])
+    grid, d = res["rule"]
+    print_table("Asyrp's t_edit rule: the distance 1 - cos of classifier features between each face and its decoded "
+                "P_t along the reconstruction, and the t_edit it picks per threshold (the last t still that far)",
+                ["t", *(str(int(t)) for t in grid[:-1:4])], [["distance", *(f"{v:.3f}" for v in d[::4])]])
+    print_table("t_edit by threshold", ["threshold", "t_edit"],
+                [[f"{th:g}", str(t_edit_by_threshold(grid, d, th))] for th in RULE_THRESHOLDS])
     print_table(f"Unsupervised directions: top right singular vectors of dP_t/dh at t = {res['jacobian'][0]['t']} "
                 "(4 faces, each its own), delta h = +-0.5 |h| v over [T, t]; the attribute whose logit moves most",
                 ["direction", "mean singular value", "PSNR of +v to reconstruction", "attribute moved most",
