@@ -42,6 +42,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from .attention_control import hooked_layers
 from .inversion import ddim_invert
 from .protocols import EpsModel
 from .samplers import ddim_coefficients, ddim_update
@@ -178,7 +179,7 @@ def t_edit_by_threshold(grid: Tensor, distances: Tensor, threshold: float) -> in
 def explicit_attention(model) -> Iterator[None]:
     """Run the attention layers of `model` on their explicit path, softmax(Q K^T / sqrt(d)) V, inside the block
     (forward-mode AD, `torch.func.jvp`, has no rule for the fused CPU kernel; the two paths compute the same maps)."""
-    layers = [m for m in model.modules() if hasattr(m, "fused") and callable(getattr(m, "set_controller", None))]
+    layers = [m for m in hooked_layers(model) if hasattr(m, "fused")]
     saved = [m.fused for m in layers]
     try:
         for m in layers:

@@ -55,6 +55,7 @@ from minidiff.hspace import (
     D_t,
     P_t,
     applied_deltas,
+    asyrp_loss,
     asyrp_sample,
     asyrp_update,
     constant_delta,
@@ -185,7 +186,7 @@ T_EDIT = int(S_grid[len(S_grid) // 2])
 
 
 def loss(p_edit, p_src, t):
-    return direction_loss(border(p_edit), border(p_src), delta_T) + 1.0 * (p_edit - p_src).abs().mean((1, 2, 3))
+    return asyrp_loss(p_edit, p_src, direction_loss(border(p_edit), border(p_src), delta_T), lambda_recon=1.0)
 
 
 x_train, x_test = scenes(N, 1, "gray"), scenes(N, 2, "gray")

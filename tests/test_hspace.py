@@ -10,6 +10,7 @@ from minidiff.hspace import (
     P_t,
     applied_deltas,
     asyrp_edit,
+    asyrp_loss,
     asyrp_sample,
     asyrp_update,
     constant_delta,
@@ -193,8 +194,7 @@ def test_training_f_t_lowers_its_loss_on_a_tiny_model():
     d_T = torch.tensor([1.0, -1.0, 0.0])
 
     def loss(p_edit, p_src, t):
-        recon = (p_edit - p_src).abs().mean((1, 2, 3))
-        return direction_loss(p_edit.mean((2, 3)), p_src.mean((2, 3)), d_T) + 0.1 * recon
+        return asyrp_loss(p_edit, p_src, direction_loss(p_edit.mean((2, 3)), p_src.mean((2, 3)), d_T), 0.1)
 
     losses = train_implicit_delta(model, model.schedule, f, x_T, loss, t_edit=50, steps=10, context=ctx[:1],
                                   epochs=6, batch_size=4, lr=1e-2, progress=False)

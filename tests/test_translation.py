@@ -7,7 +7,7 @@ from torch.testing import assert_close
 
 from minidiff.bench.translation import (
     METHODS,
-    augmented_log_prob,
+    augmented_log_probs,
     classifier_energy,
     diff_augment,
     judge,
@@ -151,4 +151,4 @@ def test_diff_augment_is_differentiable_and_the_augmented_energy_averages_its_vi
     assert not torch.allclose(e, classifier_energy(model, clf, grid, 2, 1.5)(z))  # the views change the energy
     (grad,) = torch.autograd.grad(e.sum(), [z])
     assert grad[:, 0].abs().max() > 0
-    assert_close(augmented_log_prob(clf, x, 1, 0), torch.log_softmax(clf(x), -1)[:, 1])
+    assert_close(augmented_log_probs(clf, x, 0)[:, 1], torch.log_softmax(clf(x), -1)[:, 1])

@@ -31,6 +31,7 @@ from ..datasets.real import CELEBA_ATTRIBUTES, celeba_targets
 from ..hspace import (
     P_t,
     applied_deltas,
+    asyrp_loss,
     asyrp_sample,
     constant_delta,
     direction_loss,
@@ -60,7 +61,7 @@ def faces(ds, has: dict[str, bool], n: int, device) -> Tensor:
     """The first n faces of the loaded CelebA split `ds` with (True) or without (False) each attribute in `has`,
     in [-1, 1]."""
     y = celeba_targets(torch.as_tensor(ds.extras["attributes"]), ds.attribute_names)
-    keep = torch.ones(len(y), dtype=torch.bool)
+    keep = torch.ones_like(y, dtype=torch.bool)
     for a, v in has.items():
         keep &= y[:, CELEBA_ATTRIBUTES.index(a)] == int(v)
     return to_float(ds.images[keep.nonzero().flatten()[:n]]).to(device)
@@ -87,7 +88,7 @@ def classifier_loss(model, clf, attribute: str, delta_T: Tensor | None, lambda_r
             with torch.no_grad():
                 f_src = clf.features(model.decode(p_src))
             term = direction_loss(clf.features(x_edit), f_src, delta_T.to(f_src))
-        return term + lambda_recon * (p_edit - p_src).abs().flatten(1).mean(1)
+        return asyrp_loss(p_edit, p_src, term, lambda_recon)
     return loss
 
 
@@ -118,10 +119,11 @@ def train_attribute(model, clf, train, attribute: str, n: int, epochs: int, t_ed
                     device) -> tuple[ImplicitDelta, Tensor, float]:
     """f_t for one attribute on n training faces without it; returns f, their inverted x_T and the seconds."""
     t0 = time.perf_counter()
-    x_T = invert(model, faces(train, {attribute: False}, n, device))
+    without = faces(train, {attribute: False}, max(n, 500), device)
+    x_T = invert(model, without[:n])
     with torch.no_grad():
         delta_T = feature_direction(clf.features(faces(train, {attribute: True}, 500, device)).double(),
-                                    clf.features(faces(train, {attribute: False}, 500, device)).double())
+                                    clf.features(without[:500]).double())
     f = ImplicitDelta(h_shape(model)[0]).to(device)
     loss = classifier_loss(model, clf, attribute, None if logit else delta_T)
     train_implicit_delta(model, model.schedule, f, x_T, loss, t_edit, STEPS, model.null_context(1), epochs=epochs,
@@ -234,19 +236,20 @@ def hspace_table(checkpoint: str = "celeba", classifier: str = "celeba_classifie
     so that every t_edit of the sweep is inside its interval; the other tables use `t_edit`."""
     model, clf = model_and_judge(checkpoint, classifier, device)
     train, test = load_dataset("celeba", "train"), load_dataset("celeba", "test")
-    fs, res = {}, {"edits": {}, "cos": {}, "seconds": {}}
+    fs, res, held = {}, {"edits": {}, "cos": {}, "seconds": {}}, {}
     for a in attributes:
         fs[a], x_T_train, res["seconds"][a] = train_attribute(model, clf, train, a, n_train, epochs, min(t_edits),
                                                               logit, device)
-        x_T = invert(model, faces(test, {a: False}, n, device))
-        res["edits"][a], res["cos"][a] = edit_rows(model, clf, a, fs[a], x_T_train, x_T, t_edit)
+        x = faces(test, {a: False}, n, device)
+        held[a] = (x, invert(model, x))
+        res["edits"][a], res["cos"][a] = edit_rows(model, clf, a, fs[a], x_T_train, held[a][1], t_edit)
     a, b = attributes[:2]
-    x_T = invert(model, faces(test, {a: False, b: False}, n, device))
-    res["composition"] = composition_row(model, clf, fs, a, b, x_T, t_edit)
-    x_T = invert(model, faces(test, {a: False}, n, device))
+    res["composition"] = composition_row(model, clf, fs, a, b, invert(model, faces(test, {a: False, b: False}, n,
+                                                                                     device)), t_edit)
+    x, x_T = held[a]
     res["t_edit"] = t_edit_rows(model, clf, fs[a], a, x_T, res["edits"][a][0]["x"], t_edits)
     res["jacobian"], res["directions"] = jacobian_rows(model, clf, x_T[:4], t_edit)
-    res["rule"] = distance_curve(model, clf, faces(test, {a: False}, n, device), x_T)
+    res["rule"] = distance_curve(model, clf, x, x_T)
     _print_hspace(res, classifier, n, n_train, epochs, t_edit, min(t_edits), logit)
     if out is not None:
         _figures(res, Path(out))

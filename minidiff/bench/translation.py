@@ -21,7 +21,7 @@
   source (how much of it is kept). `translation_tradeoff` sweeps skip, guidance w and eta for one pair, one at a
   time: accuracy against PSNR, the papers' CLIP-vs-LPIPS curves with this project's judges.
 - `langevin_table`: plug-and-play guidance towards a class with `classifier_energy`, optionally averaged over
-  differentiable augmentations (`diff_augment`).
+  differentiable augmentations (`diff_augment`, `augmented_log_probs`).
 """
 
 from __future__ import annotations
@@ -284,12 +284,12 @@ def diff_augment(x: Tensor, generator: torch.Generator | None = None, shift: flo
     return torch.stack([padded[b, :, dy:dy + H, dx:dx + W] for b, (dy, dx) in enumerate(d)])
 
 
-def augmented_log_prob(clf, x: Tensor, label: int, views: int, generator: torch.Generator | None = None) -> Tensor:
-    """log p_clf(label | x) (B,), averaged over `views` `diff_augment` views of each image (0: x itself)."""
+def augmented_log_probs(clf, x: Tensor, views: int, generator: torch.Generator | None = None) -> Tensor:
+    """log p_clf(. | x) (B, K), averaged over `views` `diff_augment` views of each image (0: x itself)."""
     if views == 0:
-        return torch.log_softmax(clf(x), -1)[:, label]
+        return torch.log_softmax(clf(x), -1)
     v = diff_augment(x.repeat(views, 1, 1, 1), generator)  # (views * B, ...): view-major
-    return torch.log_softmax(clf(v), -1)[:, label].view(views, len(x)).mean(0)
+    return torch.log_softmax(clf(v), -1).view(views, len(x), -1).mean(0)
 
 
 def classifier_energy(model, clf, grid: Tensor, label: int, lam: float, eta: float = 1.0, views: int = 0,
@@ -299,7 +299,7 @@ def classifier_energy(model, clf, grid: Tensor, label: int, lam: float, eta: flo
     is averaged over that many fresh `diff_augment` views per call (CycleDiffusion's guard against adversarial
     gradients). Returns z (B, S + 1, ...) -> (B,)."""
     def energy(z: Tensor) -> Tensor:
-        return -lam * augmented_log_prob(clf, null_prompt_image(model, z, grid, eta), label, views, generator)
+        return -lam * augmented_log_probs(clf, null_prompt_image(model, z, grid, eta), views, generator)[:, label]
     return energy
 
 
@@ -332,8 +332,7 @@ def langevin_table(checkpoint: str = "cifar10", classifier: str = "cifar10_class
             with torch.no_grad():
                 x = null_prompt_image(model, z, grid)
                 p = torch.softmax(clf(x), -1)[:, label]
-                aug = torch.stack([augmented_log_prob(clf, x, c, JUDGE_VIEWS, torch.Generator().manual_seed(99))
-                                   for c in range(len(clf.cfg.labels))], 1).argmax(1) == label
+                aug = augmented_log_probs(clf, x, JUDGE_VIEWS, torch.Generator().manual_seed(99)).argmax(1) == label
             row = judge(clf, x, x, f_ref, target)
             rows.append({"lambda": lam, "views": k, "hit": row["accuracy"], "p": p.mean().item(),
                          "hit_aug": aug.double().mean().item(), "fid": row["fid"], "kid": row["kid"],

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -27,7 +26,3 @@ class ImplicitDelta(nn.Module):
         u = self.norm(self.conv_in(h)) + emb[:, :, None, None]  # (B, hidden, H, W)
         return self.conv_out(F.silu(u))  # (B, C, H, W)
 
-    @torch.no_grad()
-    def mean_delta(self, hs: Tensor, ts: Tensor) -> Tensor:
-        """The average of f_t(h_t) over the given (h, t) pairs, hs (N, C, H, W), ts (N,): one global delta h."""
-        return self(hs, ts).mean(0)
