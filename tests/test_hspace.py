@@ -221,3 +221,17 @@ def test_the_rule_distance_is_zero_for_identical_images_and_follows_the_reconstr
     c = ddim_coefficients(model.schedule, last["t"], last["t_prev"]).tolist()[0]
     assert_close(d[-1], feature_distance(clf, x, P_t(last["x_t"], last["eps"], c)).mean())
     assert t_edit_by_threshold(grid, d, float(d.max())) in grid.tolist()
+
+
+def test_faces_keeps_the_first_n_with_every_requested_attribute_value():
+    from minidiff.bench.hspace import faces
+    from minidiff.datasets.real import CELEBA_ATTRIBUTES, ImageDataset, to_float
+
+    attrs = torch.zeros(6, len(CELEBA_ATTRIBUTES), dtype=torch.long)
+    attrs[[1, 2, 4], CELEBA_ATTRIBUTES.index("Smiling")] = 1
+    attrs[[2, 5], CELEBA_ATTRIBUTES.index("Male")] = 1
+    images = torch.arange(6, dtype=torch.uint8)[:, None, None, None].expand(6, 3, 2, 2).contiguous()
+    ds = ImageDataset(images, [""] * 6, attributes=attrs)
+    ds.attribute_names = list(CELEBA_ATTRIBUTES)
+    assert torch.equal(faces(ds, {"Smiling": True, "Male": False}, 5, "cpu"), to_float(images[[1, 4]]))
+    assert torch.equal(faces(ds, {"Smiling": False}, 2, "cpu"), to_float(images[[0, 3]]))

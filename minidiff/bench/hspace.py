@@ -61,7 +61,7 @@ def faces(ds, has: dict[str, bool], n: int, device) -> Tensor:
     """The first n faces of the loaded CelebA split `ds` with (True) or without (False) each attribute in `has`,
     in [-1, 1]."""
     y = celeba_targets(torch.as_tensor(ds.extras["attributes"]), ds.attribute_names)
-    keep = torch.ones_like(y, dtype=torch.bool)
+    keep = torch.ones(len(y), dtype=torch.bool, device=y.device)
     for a, v in has.items():
         keep &= y[:, CELEBA_ATTRIBUTES.index(a)] == int(v)
     return to_float(ds.images[keep.nonzero().flatten()[:n]]).to(device)
