@@ -29,7 +29,7 @@ test-fast: lint
 
 # ruff, and the layers of docs/architecture.md (import-linter's contract in pyproject.toml)
 lint: $(STAMP)
-	$(VENV)/bin/ruff check minidiff tests benchmarks notebooks
+	$(VENV)/bin/ruff check minidiff tests benchmarks notebooks homework
 	$(VENV)/bin/lint-imports
 
 notebooks: $(STAMP)

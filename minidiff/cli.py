@@ -1,4 +1,4 @@
-"""Command line: python -m minidiff {demo,train,sample,export,bench,train-classifier} --help"""
+"""Command line: python -m minidiff {demo,train,sample,export,bench,train-classifier,homework} --help"""
 
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m minidiff", description=__doc__)
     ap.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    for add in (_demo_parser, _train_parser, _sample_parser, _export_parser, _bench_parser, _classifier_parser):
+    for add in (_demo_parser, _train_parser, _sample_parser, _export_parser, _bench_parser, _classifier_parser,
+                _homework_parser):
         add(sub)
     a = ap.parse_args(argv)
     try:
@@ -204,7 +205,77 @@ def _classifier_parser(sub) -> None:
     c.set_defaults(func=_train_classifier)
 
 
+def _homework_parser(sub) -> None:
+    h = sub.add_parser("homework", help="the course's assignments: list, release to students, grade submissions")
+    hs = h.add_subparsers(dest="action", required=True)
+    hs.add_parser("list", help="the assignments, their questions and points").set_defaults(func=_homework_list)
+    r = hs.add_parser("release", help="write the student release (solutions stubbed, hidden tests left out)")
+    r.add_argument("assignment")
+    r.add_argument("--out", required=True, help="a new or empty folder")
+    r.set_defaults(func=_homework_release)
+    g = hs.add_parser("grade", help="grade one submission (a file or a folder holding <assignment>.py), or with "
+                      "--batch a folder of them into one CSV")
+    g.add_argument("assignment")
+    g.add_argument("submission")
+    g.add_argument("--batch", action="store_true", help="SUBMISSION is a folder of submissions (files or folders)")
+    g.add_argument("--report", default=None, help="the JSON report (default: <submission>.grade.json; batch: "
+                   "grades.csv and one JSON per submission in SUBMISSION)")
+    g.set_defaults(func=_homework_grade)
+    m = hs.add_parser("mutants", help="grade the instructors' realistic mistakes: the mutation table")
+    m.add_argument("assignment", nargs="*", help="default: every assignment")
+    m.set_defaults(func=_homework_mutants)
+
+
 # ---- commands -----------------------------------------------------------------------------------------
+
+def _homework_list(a) -> int:
+    from .homework.source import assignments, metadata
+
+    for name in assignments():
+        meta = metadata(name)
+        qs = ", ".join(f"{q} {v['title']} ({v['points']})" for q, v in meta["questions"].items())
+        print(f"{name}: {meta['title']} [{sum(v['points'] for v in meta['questions'].values())} points] {qs}")
+    return 0
+
+
+def _homework_mutants(a) -> int:
+    from .homework.mutation import mutation_rows, print_mutation_table
+    from .homework.source import assignments
+
+    for name in a.assignment or assignments():
+        print_mutation_table(name, mutation_rows(name))
+    return 0
+
+
+def _homework_release(a) -> int:
+    from .homework.source import release
+
+    for f in release(a.assignment, a.out):
+        print(f"wrote {f}")
+    return 0
+
+
+def _homework_grade(a) -> int:
+    import json
+
+    from .homework.grade import grade, grade_folder, print_report
+
+    sub = Path(a.submission)
+    if a.batch:
+        if not sub.is_dir():
+            raise ValueError(f"--batch expects a folder of submissions, got {sub}")
+        csv_path = Path(a.report) if a.report else sub / "grades.csv"
+        for r in grade_folder(a.assignment, sub, csv_path):
+            print(f"{r['student']}: {r['score']:g} / {r['max']:g}")
+        print(f"wrote {csv_path}")
+        return 0
+    report = grade(a.assignment, sub)
+    print_report(report)
+    path = Path(a.report) if a.report else sub.with_name(sub.name + ".grade.json")
+    path.write_text(json.dumps(report, indent=1))
+    print(f"wrote {path}")
+    return 0
+
 
 def _demo(a) -> int:
     from .bench.demo import run
