@@ -31,6 +31,7 @@
 # 3. An implicit function $f_t(h_t) = \Delta h_t$ trained for one attribute (the `shapes` background, gray ->
 #    black), with a loss the project can compute offline; its scale, its global average, and the editing interval.
 # 4. Unsupervised directions: the top right singular vectors of $\partial P_t / \partial h$ by power iteration.
+# 5. Composition: the sum of two $\Delta h$'s makes both edits.
 #
 # The CelebA table (Smiling, Young, Male on real faces) is `python -m minidiff bench hspace`; see data/README.md.
 
@@ -63,6 +64,7 @@ from minidiff.hspace import (
     explicit_attention,
     feature_direction,
     scale_delta,
+    sum_deltas,
     top_singular_vectors,
 )
 from minidiff.inversion import ddim_invert
@@ -260,4 +262,39 @@ for v in V[:, 0]:
         dh = constant_delta(sign * 0.5 * h.norm() * v)
         rows.append(decode(x_T_pair[:1], dh if sign else None, st["t"])[0])
 grid(torch.stack(rows), [f"v{i + 1} {s}" for i in range(3) for s in ("-", "0", "+")], ncol=3)
+
+# %% [markdown]
+# ## 5. Composition: $\Delta h$'s add
+#
+# Asyrp composes edits by adding their $\Delta h$. Here the trained background edit ($f_t$ at scale 8) and the
+# first unsupervised direction ($+0.5|h| v_1$), both over $[T, t_\text{edit}]$ on the scene of section 4, and
+# their sum. Each edit is read off by two numbers: the change of the border brightness (what $f_t$ was trained
+# to move) and the projection of the image change onto the change $v_1$ alone makes,
+# $\langle x - x_\text{rec}, d_v \rangle / |d_v|^2$ (1 for the $v_1$ edit itself). If $\Delta h$'s compose,
+# the sum shows both readings, and its image change is close to the sum of the two changes.
+
+# %%
+one = x_T_pair[:1]
+rec1 = decode(one)
+v1 = constant_delta(0.5 * h.norm() * V[0, 0])
+comp = {"f_t x 8": decode(one, scale_delta(f, 8.0), T_EDIT), "v1": decode(one, v1, T_EDIT),
+        "f_t x 8 + v1": decode(one, sum_deltas(scale_delta(f, 8.0), v1), T_EDIT)}
+d_v = comp["v1"] - rec1
+reading = {k: ((border(x) - border(rec1)).mean().item(), ((x - rec1) * d_v).sum().item() / d_v.pow(2).sum().item())
+           for k, x in comp.items()}
+d_sum = comp["f_t x 8"] + comp["v1"] - 2 * rec1
+rel = ((comp["f_t x 8 + v1"] - rec1) - d_sum).norm() / d_sum.norm()
+print(f"|change of the summed edit - sum of the changes| / |sum of the changes| = {rel:.3f}")
+grid(torch.cat([rec1, *comp.values(), (rec1 + d_sum).clamp(-1, 1)]),
+     ["reconstruction", *comp, "rec + both changes"], ncol=5)
+fig, ax = plt.subplots(figsize=(6, 2.8))
+pos = np.arange(len(reading))
+ax.bar(pos - 0.2, [r[0] for r in reading.values()], 0.4, label="border brightness change")
+ax.bar(pos + 0.2, [r[1] for r in reading.values()], 0.4, label="projection on the v1 change")
+ax.set_xticks(pos, list(reading))
+ax.axhline(0, color="k", lw=0.5)
+ax.legend()
+ax.set_title("composition: the sum of two delta h shows both edits")
+plt.tight_layout()
+plt.show()
 print(f"notebook ran in {time.time() - t_start:.0f} s")

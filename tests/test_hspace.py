@@ -235,3 +235,20 @@ def test_faces_keeps_the_first_n_with_every_requested_attribute_value():
     ds.attribute_names = list(CELEBA_ATTRIBUTES)
     assert torch.equal(faces(ds, {"Smiling": True, "Male": False}, 5, "cpu"), to_float(images[[1, 4]]))
     assert torch.equal(faces(ds, {"Smiling": False}, 2, "cpu"), to_float(images[[0, 3]]))
+
+
+def test_the_shapes_table_judges_against_the_exact_rendered_target():
+    from minidiff.bench.hspace_shapes import border_colour, judge_shapes, readings_moved, renders, scene_pairs
+    pairs = scene_pairs(3, 0)
+    src, tgt = renders([s for s, _ in pairs], "cpu"), renders([t for _, t in pairs], "cpu")
+    assert all(s.background == "gray" and t.background == "black" and s.objects == t.objects for s, t in pairs)
+    # the border colour is the background's wherever the object stays inside (texture and light average out)
+    assert_close(border_colour(src).mean(0), torch.zeros(3), atol=0.05, rtol=0)
+    assert_close(border_colour(tgt).mean(0), torch.full((3,), 0.08 * 2 - 1), atol=0.05, rtol=0)
+    exact = judge_shapes(tgt, src, tgt, [t for _, t in pairs])
+    assert exact["correct"] == exact["background"] == 1.0 and exact["psnr_target"] == float("inf")
+    unedited = judge_shapes(src, src, tgt, [t for _, t in pairs])
+    assert unedited["background"] == unedited["correct"] == 0.0 and unedited["colour"] == 1.0
+    moved = readings_moved(src, tgt, [s for s, _ in pairs])
+    assert moved["background"] == 1.0 and moved["colour"] == moved["shape"] == 0.0
+    assert readings_moved(src, src, [s for s, _ in pairs]) == dict.fromkeys(moved, 0.0)

@@ -11,7 +11,12 @@ For each attribute a (Smiling, Young, Male by default; the attributes `celeba_cl
    global delta h (the mean of f_t(h_t) over the training faces and the interval), and with f_a + f_b
    (composition), and judged by the same classifier: the attribute's probability and flip rate (p_a > 1/2), the
    other attributes kept (as the classifier reads them, vs the unedited reconstruction), PSNR / SSIM to the
-   reconstruction, and the linear fit of the mean logit against the scale.
+   reconstruction, the classifier-FID of the edits to N_REAL real test faces (in the classifier's penultimate
+   features; with n edited faces it is biased upwards, so compare rows with the reconstruction's), and the linear
+   fit of the mean logit against the scale.
+3. The t_edit sweep (Asyrp's Figure 18), Asyrp's t_edit rule with a feature distance standing in for LPIPS, and
+   the unsupervised Jacobian directions; figures `hspace_<attribute>.png`, `hspace_t_edit.png`,
+   `hspace_directions.png` in `out`.
 
 The classifier is both the loss's feature space and the judge, so flip rates are optimistic (the reconstruction row
 and the scale-0 row give the floor). The judge is named in every table.
@@ -43,18 +48,19 @@ from ..hspace import (
     top_singular_vectors,
 )
 from ..inversion import ddim_invert
-from ..metrics import psnr, ssim
+from ..metrics import feature_fid, psnr, ssim
 from ..nn.hspace import ImplicitDelta
 from ..samplers import ddim_coefficients
 from ..schedule import timesteps
 from ..training.hspace import train_implicit_delta
 from .latent import model_and_judge
-from .tables import BenchCommand, print_table
+from .tables import print_table
 
 ATTRIBUTES = ("Smiling", "Young", "Male")
 RULE_THRESHOLDS = (0.05, 0.1, 0.2, 0.33)
 SCALES = (-1.0, 0.0, 0.5, 1.0, 2.0)
 STEPS, T_EDIT, LAMBDA_RECON, LR = 40, 400, 3.0, 3e-3  # lr and lambda_recon from a 16-face probe (notes)
+N_REAL = 1000  # real test faces, the classifier-FID's reference
 
 
 def faces(ds, has: dict[str, bool], n: int, device) -> Tensor:
@@ -75,6 +81,14 @@ def h_shape(model) -> torch.Size:
         return model(x, torch.tensor([1], device=x.device), model.null_context(1), return_h=True)[1].shape[1:]
 
 
+def implicit_delta(model, seed: int, device) -> ImplicitDelta:
+    """A fresh f_t for the model's h, its weights drawn from `seed` (the same whatever ran before: training f_t is
+    sensitive to its initialisation, see data/README.md)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return ImplicitDelta(h_shape(model)[0]).to(device)
+
+
 def classifier_loss(model, clf, attribute: str, delta_T: Tensor | None, lambda_recon: float = LAMBDA_RECON):
     """Asyrp eq. 6 on latents P_t: the direction loss in the classifier's feature space (delta_T given) or the
     attribute-logit loss softplus(-logit_a) (delta_T None), + lambda_recon |P_edit - P_source|."""
@@ -92,16 +106,18 @@ def classifier_loss(model, clf, attribute: str, delta_T: Tensor | None, lambda_r
     return loss
 
 
-def judge_edit(clf, x: Tensor, rec: Tensor, attribute: str) -> dict:
-    """p_a, flip rate, mean logit, the other attributes' agreement with the reconstruction, PSNR / SSIM to it."""
+def judge_edit(clf, x: Tensor, rec: Tensor, attribute: str, f_real: Tensor | None = None) -> dict:
+    """p_a, flip rate, mean logit, the other attributes' agreement with the reconstruction, PSNR / SSIM to it, and
+    (f_real given: features (M, D) of real faces) the classifier-FID of the edits to them."""
     k = clf.cfg.labels.index(attribute)
     with torch.no_grad():
         logits, ref = clf(x), clf(rec)
+        fid = float("nan") if f_real is None else feature_fid(clf.features(x), f_real)
     others = [j for j in range(len(clf.cfg.labels)) if j != k]
     kept = ((logits[:, others] > 0) == (ref[:, others] > 0)).double().mean().item()
     return {"p": torch.sigmoid(logits[:, k]).mean().item(), "flip": (logits[:, k] > 0).double().mean().item(),
             "logit": logits[:, k].mean().item(), "kept": kept, "psnr": psnr(x, rec).mean().item(),
-            "ssim": ssim(x, rec).mean().item()}
+            "ssim": ssim(x, rec).mean().item(), "fid": fid}
 
 
 def invert(model, x: Tensor) -> Tensor:
@@ -116,7 +132,7 @@ def edit(model, x_T: Tensor, delta, t_edit: int) -> Tensor:
 
 
 def train_attribute(model, clf, train, attribute: str, n: int, epochs: int, t_edit: int, logit: bool,
-                    device) -> tuple[ImplicitDelta, Tensor, float]:
+                    device, seed: int = 0) -> tuple[ImplicitDelta, Tensor, float]:
     """f_t for one attribute on n training faces without it; returns f, their inverted x_T and the seconds."""
     t0 = time.perf_counter()
     without = faces(train, {attribute: False}, max(n, 500), device)
@@ -124,25 +140,27 @@ def train_attribute(model, clf, train, attribute: str, n: int, epochs: int, t_ed
     with torch.no_grad():
         delta_T = feature_direction(clf.features(faces(train, {attribute: True}, 500, device)).double(),
                                     clf.features(without[:500]).double())
-    f = ImplicitDelta(h_shape(model)[0]).to(device)
+    f = implicit_delta(model, seed, device)
     loss = classifier_loss(model, clf, attribute, None if logit else delta_T)
     train_implicit_delta(model, model.schedule, f, x_T, loss, t_edit, STEPS, model.null_context(1), epochs=epochs,
                          batch_size=16, lr=LR)
     return f, x_T, time.perf_counter() - t0
 
 
-def edit_rows(model, clf, attribute: str, f: ImplicitDelta, x_T_train: Tensor, x_T: Tensor,
-              t_edit: int) -> tuple[list[dict], Tensor]:
-    """The reconstruction, the scale sweep of f and the global delta h on held-out x_T; the cosine of each editing
-    step's mean delta h_t with the global one (S_edit,)."""
+def edit_rows(model, clf, attribute: str, f: ImplicitDelta, x_T_train: Tensor, x_T: Tensor, t_edit: int,
+              f_real: Tensor | None = None) -> tuple[list[dict], Tensor]:
+    """The reconstruction, the scale sweep of f and the global delta h on held-out x_T (judged by `judge_edit`,
+    classifier-FID to the real features f_real); the cosine of each editing step's mean delta h_t with the global
+    one (S_edit,)."""
     rec = edit(model, x_T, None, t_edit)
     deltas, _ = applied_deltas(model, model.schedule, x_T_train, f, t_edit, STEPS, model.null_context(len(x_T_train)))
-    rows = [{"edit": "reconstruction (no edit)", "scale": 0.0, "x": rec, **judge_edit(clf, rec, rec, attribute)}]
+    rows = [{"edit": "reconstruction (no edit)", "scale": 0.0, "x": rec,
+             **judge_edit(clf, rec, rec, attribute, f_real)}]
     for s in SCALES:
         x = edit(model, x_T, scale_delta(f, s), t_edit)
-        rows.append({"edit": "f_t", "scale": s, "x": x, **judge_edit(clf, x, rec, attribute)})
+        rows.append({"edit": "f_t", "scale": s, "x": x, **judge_edit(clf, x, rec, attribute, f_real)})
     x = edit(model, x_T, constant_delta(deltas.mean((0, 1))), t_edit)
-    rows.append({"edit": "global delta h", "scale": 1.0, "x": x, **judge_edit(clf, x, rec, attribute)})
+    rows.append({"edit": "global delta h", "scale": 1.0, "x": x, **judge_edit(clf, x, rec, attribute, f_real)})
     cos = F.cosine_similarity(deltas.mean(1).flatten(1), deltas.mean((0, 1)).flatten()[None], dim=1)
     return rows, cos
 
@@ -186,8 +204,13 @@ def composition_row(model, clf, fs: dict, a: str, b: str, x_T: Tensor, t_edit: i
 
 
 def t_edit_rows(model, clf, f, attribute: str, x_T: Tensor, rec: Tensor, t_edits: tuple[int, ...]) -> list[dict]:
-    """The same f applied over [T, t'] for each t' (Asyrp's Figure 18): too short does not edit, too long degrades."""
-    return [{"t_edit": te, **judge_edit(clf, edit(model, x_T, f, te), rec, attribute)} for te in t_edits]
+    """The same f applied over [T, t'] for each t' (Asyrp's Figure 18): too short does not edit, too long degrades;
+    each row keeps its images "x"."""
+    rows = []
+    for te in t_edits:
+        x = edit(model, x_T, f, te)
+        rows.append({"t_edit": te, "x": x, **judge_edit(clf, x, rec, attribute)})
+    return rows
 
 
 def face_directions(model, x_t: Tensor, t: int, c, k: int, seed: int = 0) -> tuple[Tensor, Tensor, Tensor]:
@@ -231,18 +254,21 @@ def jacobian_rows(model, clf, x_T: Tensor, t: int, k: int = 3, step: float = 0.5
 def hspace_table(checkpoint: str = "celeba", classifier: str = "celeba_classifier", n: int = 64, n_train: int = 32,
                  attributes: tuple[str, ...] = ATTRIBUTES, epochs: int = 2, t_edit: int = T_EDIT,
                  t_edits: tuple[int, ...] = (800, 600, 400, 200), logit: bool = False, out: str | None = None,
-                 device: str | torch.device = "cpu") -> dict:
+                 device: str | torch.device = "cpu", seed: int = 0) -> dict:
     """The module docstring's measurements, printed, with figures in `out`. f_t is trained over [T, min(t_edits)]
     so that every t_edit of the sweep is inside its interval; the other tables use `t_edit`."""
     model, clf = model_and_judge(checkpoint, classifier, device)
     train, test = load_dataset("celeba", "train"), load_dataset("celeba", "test")
+    with torch.no_grad():
+        f_real = clf.features(faces(test, {}, N_REAL, device))
     fs, res, held = {}, {"edits": {}, "cos": {}, "seconds": {}}, {}
     for a in attributes:
         fs[a], x_T_train, res["seconds"][a] = train_attribute(model, clf, train, a, n_train, epochs, min(t_edits),
-                                                              logit, device)
+                                                              logit, device, seed)
         x = faces(test, {a: False}, n, device)
         held[a] = (x, invert(model, x))
-        res["edits"][a], res["cos"][a] = edit_rows(model, clf, a, fs[a], x_T_train, held[a][1], t_edit)
+        res["edits"][a], res["cos"][a] = edit_rows(model, clf, a, fs[a], x_T_train, held[a][1], t_edit,
+                                                   f_real)
     a, b = attributes[:2]
     res["composition"] = composition_row(model, clf, fs, a, b, invert(model, faces(test, {a: False, b: False}, n,
                                                                                      device)), t_edit)
@@ -265,12 +291,13 @@ def _print_hspace(res: dict, classifier: str, n: int, n_train: int, epochs: int,
         r2 = linear_fit_r2([r["scale"] for r in fit], [r["logit"] for r in fit])
         for r in rs:
             rows.append([a, r["edit"], f"{r['scale']:g}", f"{r['p']:.3f}", f"{r['flip']:.3f}", f"{r['logit']:+.2f}",
-                         f"{r['kept']:.3f}", f"{r['psnr']:.2f}", f"{r['ssim']:.3f}", f"{r2:.3f}"])
+                         f"{r['kept']:.3f}", f"{r['psnr']:.2f}", f"{r['ssim']:.3f}", f"{r['fid']:.1f}", f"{r2:.3f}"])
     print_table(f"Asyrp h-space edits on {n} held-out CelebA faces without the attribute (f_t trained on {n_train} "
                 f"other faces, {epochs} epochs over [T, {t_train}], edits over [T, {t_edit}], {STEPS} DDIM steps, "
                 f"null prompt); {judge}",
                 ["attribute", "edit", "scale", "mean p(attribute)", "flip rate", "mean logit",
-                 "other attributes kept", "PSNR to reconstruction", "SSIM", "r^2 of logit vs scale"], rows)
+                 "other attributes kept", "PSNR to reconstruction", "SSIM",
+                 f"classifier-FID to {N_REAL} real test faces", "r^2 of logit vs scale"], rows)
     print_table("Is delta h_t constant in t? Cosine of each editing step's mean delta h_t with the global delta h; "
                 "training seconds", ["attribute", "min cos", "mean cos", "training s"],
                 [[a, f"{c.min():.3f}", f"{c.mean():.3f}", f"{res['seconds'][a]:.0f}"] for a, c in res["cos"].items()])
@@ -304,15 +331,12 @@ def _figures(res: dict, out: Path) -> None:
         x = torch.stack([r["x"][:6] for r in rs], 1).flatten(0, 1)  # (6 faces x rows)
         titles = [f"{r['edit'][:10]} {r['scale']:g}" for r in rs] * 6
         print(f"saved {save_grid(x.cpu(), out / f'hspace_{a.lower()}.png', titles=titles, ncol=len(rs))}")
+    a, rows = next(iter(res["edits"])), res["t_edit"]
+    x = torch.stack([res["edits"][a][0]["x"][:6]] + [r["x"][:6] for r in rows], 1).flatten(0, 1)
+    titles = ["no edit"] + [f"t_edit {r['t_edit']}" for r in rows]
+    print(f"saved {save_grid(x.cpu(), out / 'hspace_t_edit.png', titles=titles * 6, ncol=len(titles))}")
     d = res["directions"]  # (B, k, 3, ...)
     titles = [f"v{i + 1} {s}" for i in range(d.shape[1]) for s in ("-", "0", "+")] * d.shape[0]
     path = save_grid(d.flatten(0, 2).cpu(), out / "hspace_directions.png", titles=titles, ncol=3 * d.shape[1])
     print(f"saved {path}")
 
-
-HSPACE = BenchCommand(
-    "hspace", "Asyrp h-space editing of real CelebA faces (Smiling, Young, Male): f_t trained on the classifier's "
-    "feature direction, scales, the global delta h, composition, the t_edit sweep and unsupervised Jacobian "
-    "directions, judged by celeba_classifier",
-    lambda o: hspace_table(o["checkpoint"], o["classifier"], n=o["n"], out=o["out"], device=o["device"]),
-    dict(n=64, checkpoint="celeba", classifier="celeba_classifier"))

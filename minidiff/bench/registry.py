@@ -6,7 +6,7 @@ from .classifier_guidance import CLASSIFIER_GUIDANCE
 from .edict import EDICT
 from .edit import EDIT
 from .eta_grid import ETA_GRID
-from .hspace import HSPACE
+from .hspace_shapes import HSPACE
 from .latent import AUTOENCODER, QUALITY
 from .null_text import NULL_TEXT
 from .prompt_accuracy import PROMPT_ACCURACY
