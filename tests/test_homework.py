@@ -160,8 +160,9 @@ def test_the_cli_grades_a_batch_into_one_csv(tmp_path):
 @pytest.mark.parametrize("name", ASSIGNMENTS)
 def test_the_notebook_runs_on_the_reference_and_on_the_fresh_release(name, tmp_path):
     """The student's notebook executes top to bottom with the reference solution (its pictures drawn, the public
-    tests passing) and with the untouched release (each unfinished question noted, the public tests failing)."""
-    from tests.test_notebooks import KERNEL_ENV, jupytext, nbclient
+    tests passing) and then, in the same kernel (one kernel start and torch import per assignment), with the
+    untouched release (each unfinished question noted, the public tests failing)."""
+    from tests.test_notebooks import KERNEL_ENV, jupytext, nbclient, nbformat
 
     ref = tmp_path / "ref"
     ref.mkdir()
@@ -169,10 +170,18 @@ def test_the_notebook_runs_on_the_reference_and_on_the_fresh_release(name, tmp_p
         if f.is_file():
             (ref / f.name).write_text(f.read_text())
     release(name, tmp_path / "release")
-    for workdir, expect in ((ref, " passed"), (tmp_path / "release", " failed")):
-        nb = jupytext.read(workdir / f"{name}_notebook.py")
-        nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
-                                resources={"metadata": {"path": str(workdir)}}).execute(env=KERNEL_ENV)
-        text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
-        assert expect in text, text[-2000:]
-        assert ("not done yet" in text) == (workdir != ref)
+    first, second = (jupytext.read(d / f"{name}_notebook.py") for d in (ref, tmp_path / "release"))
+    rel = str(tmp_path / "release")
+    switch = nbformat.v4.new_code_cell(  # the release's hwN and tests, not the reference's cached modules
+        f"import os, sys\nos.chdir({rel!r})\nsys.path = [{rel!r}] + [p for p in sys.path if p not in ('', "
+        f"{str(ref)!r})]\nfor m in ({name!r}, 'test_public', 'conftest'):\n    sys.modules.pop(m, None)")
+    nb = nbformat.v4.new_notebook(cells=[*first.cells, switch, *second.cells], metadata=first.metadata)
+    nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
+                            resources={"metadata": {"path": str(ref)}}).execute(env=KERNEL_ENV)
+
+    def text(cells) -> str:
+        return "".join(o.get("text", "") for c in cells if c.cell_type == "code" for o in c.get("outputs", []))
+
+    ref_text, release_text = text(nb.cells[:len(first.cells)]), text(nb.cells[len(first.cells) + 1:])
+    assert " passed" in ref_text and " failed" not in ref_text and "not done yet" not in ref_text, ref_text[-2000:]
+    assert " failed" in release_text and "not done yet" in release_text, release_text[-2000:]

@@ -28,11 +28,10 @@
 
 # %%
 import importlib
-import subprocess
-import sys
 
 import hw3
 import matplotlib.pyplot as plt
+import pytest
 import torch
 
 from minidiff import oracles
@@ -58,8 +57,8 @@ def attempt(f, *args):
 def sample(eps, x_T, steps=20):
     """Deterministic DDIM with the provided step."""
     grid, x = timesteps(sched.T, steps).tolist(), x_T
-    for t, t_prev in zip(grid[:-1], grid[1:], strict=True):
-        x = hw3.ddim_step(sched, x, eps(x, torch.full((len(x),), t)), t, t_prev)
+    for hi, lo in zip(grid[:-1], grid[1:], strict=True):
+        x = hw3.ddim_step(sched, x, eps(x, torch.full((len(x),), hi)), hi, lo)
     return x
 
 
@@ -119,6 +118,4 @@ plt.show()
 # The public tests (`test_public.py`): small cases worked out by hand.
 
 # %%
-result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_public.py"],
-                        capture_output=True, text=True)
-print(result.stdout[-3000:])
+pytest.main(["-q", "-p", "no:cacheprovider", "test_public.py"])  # in this kernel: uses the hw module reloaded above

@@ -51,7 +51,7 @@ def test_q4_matches_the_svd_of_the_explicit_jacobian():
     x = torch.randn(5, generator=g, dtype=torch.float64).view(1, 5)
     J = torch.autograd.functional.jacobian(f, x).reshape(4, 5)
     U, S, Vh = torch.linalg.svd(J)
-    v, s = hw8.top_singular_vector(f, x, iters=200, seed=1)
+    v, s = hw8.top_singular_vector(f, x, iters=60, seed=1)
     assert v.shape == x.shape and abs(v.norm().item() - 1) < 1e-9
     assert abs(s - S[0].item()) < 1e-8 * S[0].item()
     assert min((v.flatten() - Vh[0]).norm(), (v.flatten() + Vh[0]).norm()) < 1e-6
