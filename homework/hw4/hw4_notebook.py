@@ -33,6 +33,7 @@ import pytest
 import torch
 
 from minidiff import oracles
+from minidiff.homework.notebook import attempt
 from minidiff.inversion import ddim_invert
 from minidiff.samplers import ddim_sample
 from minidiff.schedule import Schedule, timesteps
@@ -42,15 +43,6 @@ sched = Schedule.cosine(200)
 model = oracles.two_gaussians_eps(sched, torch.tensor([2.0, 1.0], dtype=torch.float64), 0.4)
 x0 = torch.tensor([2.0, 1.0], dtype=torch.float64) + 0.4 * torch.randn(200, 2, generator=torch.Generator()
                                                                            .manual_seed(0), dtype=torch.float64)
-
-
-def attempt(f, *args):
-    """f(*args), or None (with a note) while the question is not done."""
-    try:
-        return f(*args)
-    except NotImplementedError as e:
-        print(f"not done yet: {e}")
-        return None
 
 
 def edict_round_trip(steps, p=0.93):

@@ -224,28 +224,35 @@ def face_directions(model, x_t: Tensor, t: int, c, k: int, seed: int = 0) -> tup
     return V[:, 0], sv, h
 
 
-def jacobian_rows(model, clf, x_T: Tensor, t: int, k: int = 3, step: float = 0.5) -> tuple[list[dict], Tensor]:
-    """Unsupervised directions: for each face, the top-k right singular vectors v_i of J = dP_t/dh at its x_t on the
-    reconstruction trajectory (`top_singular_vectors`), applied as delta h = +-step * |h| v_i over [T, t]; the mean
-    singular value, PSNR of +v to the reconstruction, and the attribute whose logit moves most between -v and +v.
-    Returns the rows and the images (faces, k, 3 (-v, rec, +v), 3, H, W)."""
-    sched, B = model.schedule, len(x_T)
+def direction_edits(model, x_T: Tensor, t: int, k: int = 3, step: float = 0.5) -> tuple[Tensor, Tensor, Tensor, int]:
+    """Unsupervised directions: for each image, the top-k right singular vectors v_i of J = dP_t/dh at its x_t on
+    the reconstruction trajectory (`face_directions`; t snapped to the grid), applied as delta h = +-step |h| v_i
+    over [T, t]. Returns the decoded reconstruction (B, ...), the edits (B, k, 2 (-v, +v), ...), the singular
+    values (B, k) and the t used."""
     seen: dict = {}
-    rec = model.decode(asyrp_sample(model, sched, x_T, None, t, STEPS, model.null_context(B),
+    rec = model.decode(asyrp_sample(model, model.schedule, x_T, None, t, STEPS, model.null_context(len(x_T)),
                                     callback=lambda d: seen.setdefault(d["t"], d)))
     t = min(seen, key=lambda u: abs(u - t))
-    x_t, c = seen[t]["x_t"], ddim_coefficients(sched, t, seen[t]["t_prev"]).tolist()[0]
-    out, sing = [], []
-    for b in range(B):
+    x_t, c = seen[t]["x_t"], ddim_coefficients(model.schedule, t, seen[t]["t_prev"]).tolist()[0]
+    ends, sing = [], []
+    for b in range(len(x_T)):
         V, sv, h = face_directions(model, x_t[b:b + 1], t, c, k, seed=b)
         sing.append(sv)
-        out.append(torch.stack([torch.stack([edit(model, x_T[b:b + 1], constant_delta(sign * step * h.norm() * v),
-                                                  t)[0] if sign else rec[b] for sign in (-1, 0, 1)])
-                                for v in V]))
-    imgs = torch.stack(out)  # (B, k, 3, 3, H, W)
+        ends.append(torch.stack([torch.stack([edit(model, x_T[b:b + 1], constant_delta(sign * step * h.norm() * v),
+                                                   t)[0] for sign in (-1, 1)]) for v in V]))
+    return rec, torch.stack(ends), torch.stack(sing), t
+
+
+def jacobian_rows(model, clf, x_T: Tensor, t: int, k: int = 3, step: float = 0.5) -> tuple[list[dict], Tensor]:
+    """`direction_edits` on faces, named by the classifier: per direction the mean singular value, PSNR of +v to
+    the reconstruction, and the attribute whose logit moves most between -v and +v. Returns the rows and the
+    images (faces, k, 3 (-v, rec, +v), 3, H, W)."""
+    rec, ends, sing, t = direction_edits(model, x_T, t, k, step)
+    B = len(x_T)
+    imgs = torch.stack([ends[:, :, 0], rec[:, None].expand_as(ends[:, :, 0]), ends[:, :, 1]], 2)
     with torch.no_grad():
         moved = (clf(imgs[:, :, 2].flatten(0, 1)) - clf(imgs[:, :, 0].flatten(0, 1))).abs().view(B, k, -1).mean(0)
-    rows = [{"direction": i + 1, "singular value": torch.stack(sing)[:, i].mean().item(),
+    rows = [{"direction": i + 1, "singular value": sing[:, i].mean().item(),
              "psnr": psnr(imgs[:, i, 2], rec).mean().item(), "attribute": clf.cfg.labels[int(moved[i].argmax())],
              "moved": moved[i].max().item(), "t": t} for i in range(k)]
     return rows, imgs

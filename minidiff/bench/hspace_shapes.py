@@ -35,7 +35,6 @@ from ..datasets.shapes_check import check
 from ..hspace import (
     applied_deltas,
     asyrp_loss,
-    asyrp_sample,
     constant_delta,
     direction_loss,
     feature_direction,
@@ -43,10 +42,9 @@ from ..hspace import (
 )
 from ..metrics import psnr
 from ..nn.hspace import ImplicitDelta
-from ..samplers import ddim_coefficients
 from ..training import pretrained
 from ..training.hspace import train_implicit_delta
-from .hspace import edit, face_directions, hspace_table, implicit_delta, invert
+from .hspace import direction_edits, edit, hspace_table, implicit_delta, invert
 from .tables import BenchCommand, print_table
 
 STEPS, EPOCHS, LR, LAMBDA_RECON = 40, 3, 3e-3, 1.0
@@ -130,21 +128,10 @@ def shapes_edit_rows(model, f, x_T_train: Tensor, x_T: Tensor, rec: Tensor, targ
 
 
 def shapes_direction_rows(model, x_T: Tensor, scenes: list, t: int, k: int = 3, step: float = 0.5) -> list[dict]:
-    """Top-k right singular vectors of dP_t/dh at each scene's x_t on its reconstruction (`face_directions`),
-    applied as +-step |h| v over [T, t]; per direction, the mean singular value and `readings_moved`."""
-    seen: dict = {}
-    asyrp_sample(model, model.schedule, x_T, None, t, STEPS, model.null_context(len(x_T)),
-                 callback=lambda d: seen.setdefault(d["t"], d))
-    t = min(seen, key=lambda u: abs(u - t))
-    c = ddim_coefficients(model.schedule, t, seen[t]["t_prev"]).tolist()[0]
-    ends, sing = [], []
-    for b in range(len(x_T)):
-        V, sv, h = face_directions(model, seen[t]["x_t"][b:b + 1], t, c, k, seed=b)
-        sing.append(sv)
-        ends.append(torch.stack([torch.stack([edit(model, x_T[b:b + 1], constant_delta(sign * step * h.norm() * v),
-                                                   t)[0] for sign in (-1, 1)]) for v in V]))
-    imgs = torch.stack(ends)  # (B, k, 2 (-v, +v), 3, H, W)
-    return [{"direction": i + 1, "t": t, "singular value": torch.stack(sing)[:, i].mean().item(), "x": imgs[:, i],
+    """`direction_edits` on scenes, named by the checker: per direction the mean singular value and
+    `readings_moved` between -v and +v."""
+    _, imgs, sing, t = direction_edits(model, x_T, t, k, step)  # imgs: (B, k, 2 (-v, +v), 3, H, W)
+    return [{"direction": i + 1, "t": t, "singular value": sing[:, i].mean().item(), "x": imgs[:, i],
              **readings_moved(imgs[:, i, 0], imgs[:, i, 1], scenes)} for i in range(k)]
 
 
