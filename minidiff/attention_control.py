@@ -1,7 +1,8 @@
 """The attention hook's protocol (lecture 5): what a controller is told and what it may do.
 
 Every attention layer of the UNet (`nn.attention.Attention`) computes P = softmax(Q K^T / sqrt(d)) and, when a
-controller is set, replaces it by `controller(P, info)` before P V. Prompt-to-Prompt's edits (`p2p`) are
+controller is set, replaces it by `controller(P, info)` before P V; a controller with a `keys_values` method (the
+base class has the identity) may first replace K and V. Prompt-to-Prompt's edits (`p2p`) are
 controllers. This module holds the protocol only (no network), so methods depend on it and not on `nn`:
 
     with attention_control(model, controller):     # sets the controller on every hooked layer, restores on exit
@@ -61,6 +62,12 @@ class AttentionController:
     def self_attention(self, probs: torch.Tensor, info: AttentionInfo) -> torch.Tensor:
         """Self-attention hook: probs (B, heads, HW, HW) over the image tokens."""
         return probs
+
+    def keys_values(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                    info: AttentionInfo) -> tuple[torch.Tensor, torch.Tensor]:
+        """Key/value hook, called before P is computed: q (B, heads, N_q, d), k and v (B, heads, N_k, d) -> the
+        K and V the layer uses (same shapes). Identity here; MasaCtrl (`baselines.masactrl`) overrides it."""
+        return k, v
 
 
 def hooked_layers(model) -> list:

@@ -322,7 +322,7 @@ class Reweight(AttentionEdit):
 def p2p_sample(model, controller: AttentionEdit, x_T: Tensor, guidance: Guidance | None = None,
                null_embeddings: Tensor | None = None,
                callback: Callable[[dict], None] | None = None, progress: bool = False,
-               noise: Tensor | None = None, eta: float = 0.0) -> tuple[Tensor, Tensor]:
+               noise: Tensor | None = None, eta: float = 0.0, offsets: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Denoise sources and targets side by side from the same x_T under `controller` (DDIM, eta = 0; with `noise`
     (S, G, C, h, w) and eta > 0, DDIM with eta injecting noise[i] into both rows of pair g at step i: the decoder of
     edit-friendly DDPM inversion + P2P, `noise_space.edit_friendly_p2p`).
@@ -333,11 +333,12 @@ def p2p_sample(model, controller: AttentionEdit, x_T: Tensor, guidance: Guidance
     x_T: (G, C, h, w), the starting noise (or inverted latents) of each pair, shared by source and target.
     `guidance`: Guidance(null_context, w), or None for the conditional model alone. `null_embeddings`: None
     (guidance.null_context at every step) or (S, G, L, D) per-step null embeddings from `null_text_invert`,
-    used for the pair's source and target rows (as the reference). Returns (x0_sources, x0_targets), each
-    (G, C, h, w), in the model's space (`model.decode` for latent models).
+    used for the pair's source and target rows (as the reference). `offsets`: None or (S, 2G, C, h, w) added to
+    the rows [sources; targets] after step i, before the local blend (Direct Inversion, `baselines.direct_inversion`).
+    Returns (x0_sources, x0_targets), each (G, C, h, w), in the model's space (`model.decode` for latent models).
     """
     G, grid = controller.G, controller.grid
-    _check_p2p_inputs(model, controller, x_T, guidance, null_embeddings)
+    _check_p2p_inputs(model, controller, x_T, guidance, null_embeddings, offsets)
     _check_noise(noise, eta, (controller.n_steps, *x_T.shape))
     context = model.encode_text(controller.prompts)  # (2G, L, D)
     x = torch.cat([x_T, x_T])  # (2G, C, h, w)
@@ -352,7 +353,8 @@ def p2p_sample(model, controller: AttentionEdit, x_T: Tensor, guidance: Guidance
                 eps_u, eps_c = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([null, context])).chunk(2)
                 eps = cfg_eps(eps_u, eps_c, guidance.w)
             n = None if noise is None else torch.cat([noise[i], noise[i]])  # one noise per pair, both rows
-            x_prev = controller.after_step(ddim_update(x, eps, coefs[i], n), i)  # ddim_step, then local blend
+            x_prev = ddim_update(x, eps, coefs[i], n)  # ddim_step
+            x_prev = controller.after_step(x_prev if offsets is None else x_prev + offsets[i], i)  # local blend
             if callback is not None:
                 callback({"i": i, "t": t_int, "t_prev": t_prev, "x_t": x, "eps": eps, "x_prev": x_prev})
             x = x_prev
@@ -376,8 +378,10 @@ def _null_rows(guidance: Guidance, null_embeddings: Tensor | None, i: int, rows:
 
 
 def _check_p2p_inputs(model, controller: AttentionEdit, x_T: Tensor, guidance: Guidance | None,
-                      null_embeddings: Tensor | None) -> None:
+                      null_embeddings: Tensor | None, offsets: Tensor | None = None) -> None:
     G, grid, S = controller.G, controller.grid, controller.n_steps
+    if offsets is not None and tuple(offsets.shape) != (S, 2 * G, *x_T.shape[1:]):
+        raise ValueError(f"offsets must be (steps, 2G, ...) = {(S, 2 * G, *x_T.shape[1:])}, got {tuple(offsets.shape)}")
     if x_T.shape[0] != G:
         raise ValueError(f"x_T has {x_T.shape[0]} rows but the controller has {G} (source, target) pairs")
     if int(grid[0]) > model.schedule.T:

@@ -1,5 +1,6 @@
 """Explicit multi-head attention with ONE controller hook (for Prompt-to-Prompt).
 
+    K, V = controller.keys_values(Q, K, V, info)    optional (MasaCtrl: the target reads the source's K, V)
     P = softmax(Q K^T / sqrt(d))        (B, heads, N_q, N_k), rows sum to 1 over keys
     P = controller(P, info)             the hook (identity when no controller is set)
     out = W_o (P V)
@@ -87,9 +88,12 @@ class Attention(nn.Module):
         if self.fused and self.controller is None:
             out = F.scaled_dot_product_attention(q, k, v)  # (B, heads, N_q, d)
         else:
+            info = None if self.controller is None else self._info(t, resolution)
+            if info is not None and callable(getattr(self.controller, "keys_values", None)):
+                k, v = self._checked_keys_values(q, k, v, info)  # e.g. MasaCtrl: the source's K, V
             probs = self.attention_probs(q, k)  # (B, heads, N_q, N_k)
-            if self.controller is not None:
-                probs = self._apply_controller(probs, t, resolution)
+            if info is not None:
+                probs = self._apply_controller(probs, info)
             out = probs @ v  # (B, heads, N_q, d)
         out = rearrange(out, "b h n d -> b n (h d)")  # (B, N_q, heads*d)
         return self.to_out(out)
@@ -104,15 +108,23 @@ class Attention(nn.Module):
         scores = (q / math.sqrt(q.shape[-1])) @ k.transpose(-2, -1)  # (B, heads, N_q, N_k)
         return scores.softmax(dim=-1)
 
-    def _apply_controller(
-        self, probs: torch.Tensor, t: torch.Tensor | None, resolution: tuple[int, int] | None
-    ) -> torch.Tensor:
+    def _info(self, t: torch.Tensor | None, resolution: tuple[int, int] | None) -> AttentionInfo:
         if t is None or resolution is None:
             raise ValueError(
                 f"attention layer '{self.layer_name}' has a controller but was called "
                 "without t and resolution (the UNet passes both)"
             )
-        info = AttentionInfo(self.kind, self.layer_name, tuple(resolution), self.heads, t)
+        return AttentionInfo(self.kind, self.layer_name, tuple(resolution), self.heads, t)
+
+    def _checked_keys_values(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                             info: AttentionInfo) -> tuple[torch.Tensor, torch.Tensor]:
+        new_k, new_v = self.controller.keys_values(q, k, v, info)
+        if new_k.shape != k.shape or new_v.shape != v.shape:
+            raise ValueError(f"controller.keys_values must return K, V of shapes {tuple(k.shape)}, {tuple(v.shape)} "
+                             f"for layer '{self.layer_name}', got {tuple(new_k.shape)}, {tuple(new_v.shape)}")
+        return new_k, new_v
+
+    def _apply_controller(self, probs: torch.Tensor, info: AttentionInfo) -> torch.Tensor:
         new = self.controller(probs, info)
         if not isinstance(new, torch.Tensor) or new.shape != probs.shape:
             got = tuple(new.shape) if isinstance(new, torch.Tensor) else type(new).__name__

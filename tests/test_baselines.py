@@ -1,0 +1,152 @@
+"""The course project's baselines (`minidiff.baselines`): each one's defining property, checked exactly on a tiny
+random text-conditional UNet in float64 (round-off ~1e-15, so 1e-12 fails on any real error)."""
+
+import pytest
+import torch
+
+from minidiff.attention_control import hooked_layers
+from minidiff.baselines.blended import blended_sample, latent_mask
+from minidiff.baselines.direct_inversion import direct_inversion_p2p, direct_invert, direct_sample
+from minidiff.baselines.masactrl import MutualSelfAttention, masked_probs
+from minidiff.gaussian import q_sample
+from minidiff.guidance import Guidance
+from minidiff.p2p import AttentionEdit, Replace, p2p_sample
+from minidiff.samplers import ddim_sample
+from minidiff.schedule import timesteps
+from tests.test_experiments import images, tiny_model
+
+F64 = torch.float64
+SRC, TGT = ["a red circle", "a blue square"], ["a blue circle", "a blue circle"]
+GRID = timesteps(100, 6)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model().double()
+
+
+def max_abs(a, b) -> float:
+    return (a - b).abs().max().item()
+
+
+class Counting:
+    """An eps-model wrapper that counts calls and those made with gradients on."""
+
+    def __init__(self, model):
+        self.model, self.calls, self.with_grad = model, 0, 0
+
+    def __call__(self, x, t, c):
+        self.calls += 1
+        self.with_grad += torch.is_grad_enabled()
+        return self.model(x, t, c)
+
+
+def test_direct_inversion_reconstructs_exactly_and_costs_two_passes_per_step(model):
+    """Guided DDIM (w = 3) from the w = 1 inversion misses x0; with Direct Inversion's offsets it returns x0 to
+    float64 round-off. Its price: S inversion passes + S guided passes, none with gradients (null-text inversion
+    runs an Adam loop per step)."""
+    x0, ctx, w3 = images(2, F64), model.encode_text(SRC), Guidance.of(model, 3.0)
+    counting = Counting(model)
+    inv = direct_invert(counting, model.schedule, x0, ctx, w3, grid=GRID)
+    assert (counting.calls, counting.with_grad) == (2 * (len(GRID) - 1), 0)
+    plain = ddim_sample(model, model.schedule, inv.x_T, context=ctx, grid=GRID, guidance=w3)
+    assert max_abs(plain, x0) > 1e-2  # what the offsets repair
+    assert max_abs(direct_sample(model, model.schedule, inv, ctx, w3), x0) < 1e-12
+    assert max_abs(inv.pivots[0], x0) == 0 and torch.equal(inv.pivots[-1], inv.x_T)
+
+
+def test_direct_inversion_p2p_keeps_the_source_branch_on_the_pivot_at_every_step(model):
+    """With P2P the source branch is x*_t after every step (so its maps are the source image's) and ends at x0;
+    with identical prompts and the offsets added to the targets too ("add-target"), the target is x0 as well."""
+    x0, w3 = images(2, F64), Guidance.of(model, 3.0)
+    inv = direct_invert(model, model.schedule, x0, model.encode_text(SRC), w3, grid=GRID)
+    seen = []
+    ctrl = Replace(model.tokenizer, SRC, TGT, inv.grid, cross_steps=0.8, self_steps=0.4)
+    xs, xt = direct_inversion_p2p(model, ctrl, inv, w3, callback=lambda d: seen.append(d["x_prev"][:2]))
+    S = len(GRID) - 1
+    assert max(max_abs(x, inv.pivots[S - 1 - i]) for i, x in enumerate(seen)) < 1e-12
+    assert max_abs(xs, x0) < 1e-12 and max_abs(xt, x0) > 1e-2  # the target is edited
+    same = Replace(model.tokenizer, SRC, SRC, inv.grid)
+    xs, xt = direct_inversion_p2p(model, same, inv, w3, offset_target=True)
+    assert max_abs(xs, x0) < 1e-12 and max_abs(xt, x0) < 1e-12
+
+
+def test_blended_diffusion_is_the_noised_source_outside_the_mask_at_every_step(model):
+    """Outside the mask every step's result is q_sample(x0, t_prev, eps) with that step's noise, bit for bit, and
+    the source itself at t = 0; with a mask of ones it is plain guided DDIM from the same noised start."""
+    x0, w3 = images(2, F64), Guidance.of(model, 3.0)
+    mask = torch.zeros(2, 1, 32, 32, dtype=F64)
+    mask[:, :, 8:20, 4:24] = 1
+    grid, skip = timesteps(100, 8), 2
+    noise = torch.randn(len(grid) - skip, *x0.shape, generator=torch.Generator().manual_seed(3), dtype=F64)
+    ctx, seen = model.encode_text(TGT), []
+    out = blended_sample(model, model.schedule, x0, mask, ctx, w3, grid=grid, skip=skip, noise=noise,
+                         callback=seen.append)
+    for d in seen:
+        ref = q_sample(model.schedule, x0, torch.full((2,), d["t_prev"]), noise[d["i"] + 1])
+        assert torch.equal(d["x_prev"] * (1 - mask), ref * (1 - mask))
+    assert torch.equal(out * (1 - mask), x0 * (1 - mask)) and max_abs(out * mask, x0 * mask) > 1e-2
+    ones = blended_sample(model, model.schedule, x0, torch.ones_like(mask), ctx, w3, grid=grid, skip=skip, noise=noise)
+    x_k = q_sample(model.schedule, x0, torch.full((2,), int(grid[skip])), noise[0])
+    assert max_abs(ones, ddim_sample(model, model.schedule, x_k, context=ctx, grid=grid[skip:], guidance=w3)) < 1e-12
+
+
+def test_blended_diffusion_refuses_masks_that_are_not_binary_or_not_image_sized(model):
+    x0, ctx = images(1, F64), model.encode_text(TGT[:1])
+    with pytest.raises(ValueError, match="binary"):
+        blended_sample(model, model.schedule, x0, torch.full((1, 1, 32, 32), 0.5, dtype=F64), ctx, steps=2)
+    with pytest.raises(ValueError, match="latent_mask"):
+        blended_sample(model, model.schedule, x0, torch.ones(1, 1, 8, 8, dtype=F64), ctx, steps=2)
+    pixel = torch.zeros(1, 1, 32, 32)
+    pixel[..., 5, 9] = 1  # one pixel: its 4x4 latent cell (1, 2) and only it
+    assert latent_mask(pixel, (8, 8)).nonzero().tolist() == [[0, 0, 1, 2]]
+
+
+def masactrl(model, sources, targets, start=0.0, **kwargs):
+    return MutualSelfAttention.for_model(model, sources, targets, GRID, start=start, first_layer="down", **kwargs)
+
+
+def test_masactrl_target_queries_read_the_source_keys_and_values(model):
+    """At a controlled self-attention layer the target row's output is W_o softmax(Q_tgt K_src^T / sqrt(d)) V_src
+    computed by hand, and the source row is untouched."""
+    layer = next(m for m in hooked_layers(model.unet) if m.kind == "self")
+    ctrl = masactrl(model, SRC[:1], TGT[:1])
+    x = torch.randn(2, 64, layer.to_q.in_features, generator=torch.Generator().manual_seed(4), dtype=F64)
+    t = torch.full((2,), int(GRID[0]))
+    layer.set_controller(ctrl)
+    try:
+        out = layer(x, t=t, resolution=(8, 8))
+    finally:
+        layer.set_controller(None)
+    heads = lambda y: y.unflatten(-1, (layer.heads, -1)).transpose(0, 1)  # (N, heads*d) -> (heads, N, d)
+    q, k, v = heads(layer.to_q(x[1])), heads(layer.to_k(x[0])), heads(layer.to_v(x[0]))
+    ref = ((q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5).softmax(-1) @ v).transpose(0, 1).flatten(1)
+    assert max_abs(out[1], layer.to_out(ref)) < 1e-12
+    assert max_abs(out[0], layer(x[:1])[0]) < 1e-12
+
+
+def test_masactrl_with_identical_prompts_and_full_control_gives_the_source(model):
+    """Identical prompts, every self-attention layer from step 0: the target equals the source; different prompts
+    under the same control give a different target, which differs again without control."""
+    x_T, w3 = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(5), dtype=F64), Guidance.of(model, 3.0)
+    xs, xt = p2p_sample(model, masactrl(model, SRC, SRC), x_T, w3)
+    assert max_abs(xs, xt) < 1e-12
+    _, controlled = p2p_sample(model, masactrl(model, SRC, TGT), x_T, w3)
+    _, free = p2p_sample(model, AttentionEdit(model.tokenizer, SRC, TGT, GRID, cross_steps=0.0), x_T, w3)
+    assert max_abs(controlled, xs) > 1e-3 and max_abs(controlled, free) > 1e-3
+
+
+def test_masactrl_masks_of_ones_are_the_unmasked_control_and_a_mask_restricts_the_keys(model):
+    """P' with all-ones masks is P; with a foreground mask, target foreground queries put all their attention on
+    source foreground keys and background queries none."""
+    x_T, w3 = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(6), dtype=F64), Guidance.of(model, 3.0)
+    ones = torch.ones(2, 1, 32, 32, dtype=F64)
+    _, plain = p2p_sample(model, masactrl(model, SRC, TGT), x_T, w3)
+    _, masked = p2p_sample(model, masactrl(model, SRC, TGT, masks=(ones, ones)), x_T, w3)
+    assert max_abs(plain, masked) < 1e-12
+    probs = torch.rand(1, 2, 4, 4, dtype=F64).softmax(-1)  # (G, heads, HW_q, HW_k)
+    m_src, m_tgt = torch.tensor([[1, 1, 0, 0]]), torch.tensor([[1, 0, 1, 0]])
+    p = masked_probs(probs, m_tgt, m_src)
+    assert torch.allclose(p.sum(-1), torch.ones(1, 2, 4, dtype=F64))
+    assert torch.allclose(p[..., [0, 2], :][..., 2:], torch.zeros(1, 2, 2, 2, dtype=F64))  # fg queries: fg keys
+    assert torch.allclose(p[..., [1, 3], :][..., :2], torch.zeros(1, 2, 2, 2, dtype=F64))  # bg queries: bg keys
