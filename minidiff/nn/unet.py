@@ -63,6 +63,7 @@ class UNetConfig:
     dropout: float = 0.0
     norm_groups: int = 32
     fused_attention: bool = True
+    cond_channels: int = 0  # channels of an image concatenated to x_t at the input (InstructPix2Pix; `nn.instruct`)
 
     @property
     def out_channels(self) -> int:
@@ -185,7 +186,7 @@ class UNet(nn.Module):
         self.time_mlp = nn.Sequential(
             nn.Linear(ch, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)
         )
-        self.conv_in = nn.Conv2d(cfg.in_channels, ch, 3, padding=1)
+        self.conv_in = nn.Conv2d(cfg.in_channels + cfg.cond_channels, ch, 3, padding=1)
         skip_chs, sizes = [ch], cfg.feature_sizes()
         self.down = nn.ModuleList()
         for level, mult in enumerate(cfg.channel_mults):
@@ -219,18 +220,21 @@ class UNet(nn.Module):
 
     def forward(
         self, x_t: torch.Tensor, t: torch.Tensor, context: torch.Tensor | None = None, *,
-        h_delta: torch.Tensor | None = None, return_h: bool = False,
+        h_delta: torch.Tensor | None = None, return_h: bool = False, cond: torch.Tensor | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """x_t: (B, C, H, W), t: (B,) integer, context: (B, L, D) or None.
+        """x_t: (B, C, H, W), t: (B,) integer, context: (B, L, D) or None; cond (B, cond_channels, H, W) when the
+        config has cond_channels (concatenated to x_t at the input).
 
         Returns eps (B, C, H, W), or (eps, h) if `return_h`, where h is the
         middle-block output (B, C_mid, H_mid, W_mid) *before* `h_delta` is added. eps has x_t's dtype also under
         autocast (`devices.autocast`), so the samplers' updates stay in the images' precision.
         """
         self._check_inputs(x_t, t, context)
+        self._check_cond(x_t, cond)
         # the sinusoids are float32; cast them to the model dtype so that model.double() works
         emb = self.time_mlp(timestep_embedding(t, self.cfg.base_channels).to(x_t.dtype))  # (B, emb_dim)
-        x = self.conv_in(channels_last(x_t))  # (B, base, H, W), stored (B, H, W, base): see `channels_last`
+        x_in = x_t if cond is None else torch.cat([x_t, cond.to(x_t.dtype)], dim=1)  # (B, C + cond_channels, H, W)
+        x = self.conv_in(channels_last(x_in))  # (B, base, H, W), stored (B, H, W, base): see `channels_last`
         skips = [x]
         for module in self.down:
             x = module(x, emb, context, t) if isinstance(module, Block) else module(x)
@@ -251,6 +255,13 @@ class UNet(nn.Module):
                 x = module(x)  # (B, C, 2H, 2W)
         eps = self.conv_out(F.silu(self.norm_out(x))).to(x_t.dtype).contiguous()  # (B, C_out, H, W)
         return (eps, h) if return_h else eps
+
+    def _check_cond(self, x_t: Tensor, cond: Tensor | None) -> None:
+        c = self.cfg.cond_channels
+        if (cond is None) != (c == 0) or (cond is not None and cond.shape != (x_t.shape[0], c, *x_t.shape[2:])):
+            want = "no cond" if c == 0 else f"cond of shape ({x_t.shape[0]}, {c}, {x_t.shape[2]}, {x_t.shape[3]})"
+            raise ValueError(f"this UNet takes {want} (cond_channels={c}), got "
+                             f"{None if cond is None else tuple(cond.shape)}")
 
     def _check_inputs(self, x_t: Tensor, t: Tensor, context: Tensor | None) -> None:
         cfg, S = self.cfg, self.cfg.image_size

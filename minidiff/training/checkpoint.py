@@ -35,6 +35,7 @@ from torch import Tensor
 from ..nn.autoencoder import Autoencoder, AutoencoderConfig
 from ..nn.classifiers import ImageClassifier, ImageClassifierConfig, NoisyClassifier, NoisyClassifierConfig
 from ..nn.diffusion_model import DiffusionModel
+from ..nn.instruct import InstructPix2Pix
 
 Checkpointable = DiffusionModel | Autoencoder | NoisyClassifier | ImageClassifier
 FORMAT = "minidiff-model/2"  # one file, metadata in the safetensors header
@@ -50,6 +51,7 @@ def _tuples(c: dict, *keys: str) -> dict:
 # kind -> (config of a model, model from a config): every checkpointable architecture
 KINDS = {
     "DiffusionModel": (lambda m: m.config(), DiffusionModel.from_config),
+    "InstructPix2Pix": (lambda m: m.config(), InstructPix2Pix.from_config),
     "Autoencoder": (lambda m: asdict(m.cfg), lambda c: Autoencoder(AutoencoderConfig(**_tuples(c, "channel_mults")))),
     "NoisyClassifier": (lambda m: asdict(m.cfg),
                         lambda c: NoisyClassifier(NoisyClassifierConfig(**_tuples(c, "channel_mults")))),

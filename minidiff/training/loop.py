@@ -58,7 +58,7 @@ Export = Callable[[torch.nn.Module, int], None]  # (EMA model, step) -> None: wr
 class TrainConfig:
     """Everything a diffusion training run depends on (saved with its checkpoints)."""
 
-    task: str = "diffusion"          # diffusion | autoencoder | classifier
+    task: str = "diffusion"          # diffusion | autoencoder | classifier | instruct (InstructPix2Pix)
     dataset: str = "shapes"          # shapes | cifar10 | celeba
     n_train: int = 20_000            # shapes only: number of rendered training scenes
     data_root: str | None = None     # folder with cifar10-png.zip / celeba-10k.zip (else $MINIDIFF_DATA)
@@ -82,6 +82,7 @@ class TrainConfig:
     ae_channels: int = 32            # autoencoder only: base channels
     autoencoder: str | None = None   # diffusion only: AE checkpoint (path or shipped name) -> latent diffusion
     classifier_width: int = 16       # classifier only: base width of the ResNet-9-style CNN
+    init: str | None = None          # instruct only: the text-to-image model it starts from (default: shapes)
     ckpt_every: int = 100
     sample_every: int = 500
     seed: int = 0
@@ -97,7 +98,8 @@ class TrainConfig:
 # Every option's valid range, checked when a TrainConfig is made: (field, test, what is expected)
 _FINITE = math.isfinite
 RULES = (
-    ("task", lambda v: v in ("diffusion", "autoencoder", "classifier"), "one of diffusion, autoencoder, classifier"),
+    ("task", lambda v: v in ("diffusion", "autoencoder", "classifier", "instruct"),
+     "one of diffusion, autoencoder, classifier, instruct"),
     ("dataset", lambda v: v in ("shapes", "cifar10", "celeba"), "one of shapes, cifar10, celeba"),
     ("schedule", lambda v: v in ("linear", "cosine"), "linear or cosine"),
     *((name, lambda v: isinstance(v, int) and v >= 1, "an integer >= 1") for name in (

@@ -11,6 +11,7 @@
   A latent model (`--autoencoder NAME`) trains on z_0 = scale_factor * E(x_0), encoded once and cached.
 - "autoencoder": the KL autoencoder of latent diffusion (`nn.autoencoder.ae_loss`).
 - "classifier": the clean-image evaluation classifier (`nn.classifiers.ImageClassifier`).
+- "instruct": InstructPix2Pix on rendered instruction edits of `shapes` (`training.instruct`).
 
 Each task returns (model, batch_loss, export): the model to train, its loss on a global batch, and what to write
 at every checkpoint (the EMA model as `OUT/model.{json,safetensors}`, plus sample grids for diffusion).
@@ -46,6 +47,7 @@ from .checkpoint import (
     save_train_state,
 )
 from .classifiers import augment, classifier_loss
+from .instruct import instruct_task
 from .loop import STATE, TrainConfig, fit, train_device
 
 UNET_PRESETS = ("shapes_small", "shapes_attn32", "tiny", "latent_small")
@@ -99,7 +101,7 @@ def training_data(cfg: TrainConfig) -> tuple[Tensor, list[str]]:
 
 
 def train(cfg: TrainConfig, resume: bool = True, progress: bool = True, _kill_at_step: int | None = None) -> Path:
-    """Train (or resume) `cfg.task` ("diffusion", "autoencoder" or "classifier"); returns the run folder.
+    """Train (or resume) `cfg.task` ("diffusion", "autoencoder", "classifier" or "instruct"); returns the run folder.
 
     Files in `cfg.out`: state.safetensors (resume), model.{json,safetensors} (the EMA weights,
     loadable with `training.checkpoint.load_model`), log.jsonl, config.json, and for diffusion
@@ -107,6 +109,9 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True, _kill_at
     """
     device = train_device(cfg)  # checked before any data is loaded
     torch.manual_seed(cfg.seed)
+    if cfg.task == "instruct":  # rendered (source, instruction, edited) triples, `training.instruct`
+        model, batch_loss, export, n = instruct_task(cfg, device)
+        return fit(cfg, model, batch_loss, n, export, resume, progress, _kill_at_step)
     images, captions = training_data(cfg)
     tasks = {"diffusion": _diffusion_task, "autoencoder": _autoencoder_task, "classifier": _classifier_task}
     if cfg.task not in tasks:
