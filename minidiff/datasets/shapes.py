@@ -259,6 +259,36 @@ def replace_word(scene: Scene, old: str, new: str, object_index: int | None = No
     return dataclasses.replace(scene, objects=objects)
 
 
+def move_object(scene: Scene, position: str, object_index: int = 0) -> Scene:
+    """The scene with one object moved to another position (size and jitter kept): the exact target of a
+    position edit ("on the left" -> "on the right"). Two-object layouts must stay left/right or top/bottom."""
+    _require("position", position)
+    if not 0 <= object_index < len(scene.objects):
+        raise ValueError(f"object_index {object_index} out of range for {len(scene.objects)} objects")
+    objects = tuple(dataclasses.replace(o, position=position) if k == object_index else o
+                    for k, o in enumerate(scene.objects))
+    return dataclasses.replace(scene, objects=objects)  # Scene checks the layout
+
+
+def swap_sentences(old: str, new: str, n: int = 32, seed: int = 0) -> tuple[list[str], list[str]]:
+    """n captions that contain the word `old` and the same n with `new` (Pix2Pix-Zero's sentence sets, generated
+    from the grammar instead of a language model): random scenes whose first object's colour, shape or position,
+    or whose background, is set to `old`, then to `new` (position: one-object scenes)."""
+    kind = next((k for k, ws in KINDS.items() if old in ws), None)
+    if kind is None or new not in KINDS[kind]:
+        raise ValueError(f"swap_sentences needs two words of one kind ({', '.join(KINDS)}), got {old!r}, {new!r}")
+    pairs = []
+    for k in range(n):
+        scene = sample_scene(np.random.default_rng([seed, 13, k]), 1 if kind == "position" else None)
+        if kind == "background":
+            pairs.append([caption(dataclasses.replace(scene, background=w)) for w in (old, new)])
+        else:
+            first = scene.objects[0]
+            pairs.append([caption(dataclasses.replace(scene, objects=(dataclasses.replace(first, **{kind: w}),
+                                                                      *scene.objects[1:]))) for w in (old, new)])
+    return [a for a, _ in pairs], [b for _, b in pairs]
+
+
 # --------------------------------------------------------------------------- data set
 
 def shapes_labels(captions: list[str], kind: str = "background") -> tuple[torch.Tensor, list[str]]:

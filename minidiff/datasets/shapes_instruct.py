@@ -19,7 +19,7 @@ import dataclasses
 import numpy as np
 import torch
 
-from .shapes import KINDS, SHAPES, Scene, ShapesDataset, caption, render
+from .shapes import KINDS, SHAPES, Scene, ShapesDataset, caption, move_object, render
 
 INSTRUCTION_GRAMMAR = ("make the [COLOUR] SHAPE COLOUR | turn the [COLOUR] SHAPE into a SHAPE | "
                        "make the background BACKGROUND | move it to the POSITION")
@@ -55,7 +55,7 @@ def apply(scene: Scene, instruction: str) -> Scene:
     if w[:4] == ["move", "it", "to", "the"] and len(w) == 5 and w[4] in KINDS["position"]:
         if len(scene.objects) != 1:
             raise _fail(instruction, "'it' needs a scene with one object")
-        return dataclasses.replace(scene, objects=(dataclasses.replace(scene.objects[0], position=w[4]),))
+        return move_object(scene, w[4])
     if w[:2] in (["make", "the"], ["turn", "the"]):
         hits, rest = _objects(scene, w[2:], instruction)
         kind, ok = ("colour", len(rest) == 1 and rest[0] in KINDS["colour"]) if w[0] == "make" else (

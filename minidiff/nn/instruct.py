@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from .diffusion_model import DiffusionModel
-from .text import TextEncoderConfig, Tokenizer
+from .text import Tokenizer
 
 
 class InstructPix2Pix(DiffusionModel):
