@@ -22,7 +22,9 @@ cross-attention maps; here they are given (`bench.edit` passes the exact object 
 It runs on the library's attention hook: `keys_values` swaps K and V (`attention_control.AttentionController`),
 `self_attention` applies the masks to P, and `p2p_sample` denoises both branches (with any inversion's x_T, e.g.
 DDIM or Direct Inversion). The paper's defaults for Stable Diffusion are step 4 of 50 and layer 10 of 16 (the
-decoder); here `start` = 0.1 of the steps and the decoder's self-attention layers ("up.*"; `for_model`).
+decoder); here `start` = 0.1 of the steps and the decoder's self-attention layers ("up.*"; `for_model`). For real
+images the reference (and cure-lab/PnPInversion's run of it) inverts and reconstructs the source with the empty
+prompt ""; `bench edit` uses the source caption, as for every other row.
 """
 
 from __future__ import annotations
