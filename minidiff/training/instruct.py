@@ -30,13 +30,19 @@ from .checkpoint import save_model
 DROP = 0.05  # probability of each of: instruction only, image only, both dropped
 
 
+def dropout_masks(B: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+    """(drop_text, drop_image), each (B,) bool, from one uniform draw per example: [0, DROP) drops the instruction
+    only, [DROP, 2 DROP) the image only, [2 DROP, 3 DROP) both."""
+    r = torch.rand(B, generator=gen)
+    return (r < DROP) | ((r >= 2 * DROP) & (r < 3 * DROP)), (r >= DROP) & (r < 3 * DROP)
+
+
 def instruct_loss(model: InstructPix2Pix, src: Tensor, tgt: Tensor, tok: Tensor, null_tok: Tensor,
                   gen: torch.Generator, part: slice) -> Tensor:
     """L_simple of the edited images x_0 = tgt given (c_I = src, c_T = tok), with the conditioning dropout of the
     module docstring; noise for the whole global batch from `gen`, this process's `part` computed."""
     B, device = src.shape[0], next(model.parameters()).device
-    r = torch.rand(B, generator=gen)  # [0, .05): text dropped; [.05, .10): image; [.10, .15): both
-    drop_text, drop_image = (r < DROP) | ((r >= 2 * DROP) & (r < 3 * DROP)), (r >= DROP) & (r < 3 * DROP)
+    drop_text, drop_image = dropout_masks(B, gen)
     t = torch.randint(1, model.schedule.T + 1, (B,), generator=gen)
     eps = torch.randn(tgt.shape, generator=gen)
     tok = torch.where(drop_text[:, None], null_tok, tok)  # (B, L)
