@@ -10,7 +10,7 @@ from minidiff.attention_control import attention_control, hooked_layers
 from minidiff.baselines.blended import blended_sample, latent_mask
 from minidiff.baselines.direct_inversion import direct_inversion_p2p, direct_invert, direct_sample
 from minidiff.baselines.instruct_pix2pix import dual_guided, instruct_edit
-from minidiff.baselines.masactrl import MutualSelfAttention, masked_probs
+from minidiff.baselines.masactrl import CrossAttentionMasks, MutualSelfAttention, masked_probs
 from minidiff.baselines.pix2pix_zero import (
     CrossMaps,
     auto_corr_loss,
@@ -293,3 +293,20 @@ def test_train_instruct_runs_from_the_shipped_shapes_model_and_exports_an_instru
     model = load_model(train(cfg, progress=False) / "model")
     assert isinstance(model, InstructPix2Pix) and model.unet.cfg.cond_channels == 3
     assert model.tokenizer.words == INSTRUCTION_WORDS
+
+
+def test_masactrl_masks_from_cross_attention_plumb_through_exactly(model):
+    """Masks from the object words' cross-attention: with threshold -1 they are all ones, so the run is the unmasked
+    control to round-off; with 0.5 they are binary (G, 1, r, r), not all ones, and change the target."""
+    x_T, w3 = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(7), dtype=F64), Guidance.of(model, 3.0)
+    r = max(model.unet.cfg.attention_resolutions)
+    words = [["circle"], ["square"], ["circle"], ["circle"]]
+    _, plain = p2p_sample(model, masactrl(model, SRC, TGT), x_T, w3)
+    ones = CrossAttentionMasks.for_words(model.tokenizer, SRC + TGT, words, r, threshold=-1.0)
+    _, all_ones = p2p_sample(model, masactrl(model, SRC, TGT, auto_masks=ones), x_T, w3)
+    assert max_abs(plain, all_ones) < 1e-12 and all(bool(m.all()) for m in ones.masks)
+    half = CrossAttentionMasks.for_words(model.tokenizer, SRC + TGT, words, r, threshold=0.5)
+    _, masked = p2p_sample(model, masactrl(model, SRC, TGT, auto_masks=half), x_T, w3)
+    m_src, m_tgt = half.masks
+    assert m_src.shape == (2, 1, r, r) and set(torch.cat([m_src, m_tgt]).unique().tolist()) == {0.0, 1.0}
+    assert max_abs(masked, plain) > 1e-6

@@ -16,8 +16,9 @@ the target's object mask read only source keys inside the source's object mask, 
     P'_ij = m_tgt(i) P_ij m_src(j) / sum_k P_ik m_src(k)
           + (1 - m_tgt(i)) P_ij (1 - m_src(j)) / sum_k P_ik (1 - m_src(k))
 
-which equals attending with the other keys masked out before the softmax. The paper takes the masks from
-cross-attention maps; here they are given (`bench.edit` passes the exact object masks of `shapes`).
+which equals attending with the other keys masked out before the softmax. The paper takes the masks from the
+cross-attention maps of the object's word in each branch (`CrossAttentionMasks`); they may also be given (the exact
+object masks of `shapes`).
 
 It runs on the library's attention hook: `keys_values` swaps K and V (`attention_control.AttentionController`),
 `self_attention` applies the masks to P, and `p2p_sample` denoises both branches (with any inversion's x_T, e.g.
@@ -37,6 +38,7 @@ from torch import Tensor
 
 from ..attention_control import AttentionInfo, hooked_layers
 from ..p2p import AttentionEdit
+from ..p2p_alignment import conditional_rows
 
 if TYPE_CHECKING:
     from ..nn.text import Tokenizer
@@ -67,14 +69,54 @@ def masked_probs(probs: Tensor, m_tgt: Tensor, m_src: Tensor) -> Tensor:
     return q_fg * fg + (1 - q_fg) * bg
 
 
+class CrossAttentionMasks:
+    """MasaCtrl's object masks from cross-attention (sec. 3.3): the conditional rows' maps of each row's object words
+    at one resolution, averaged over heads and layers within a step, min-max normalised per row and thresholded.
+    The masks used at step i are those of step i - 1 (none at the first step), as the reference aggregates the maps
+    after each step. `weights` (2G, L) marks the object tokens of [sources; targets]."""
+
+    def __init__(self, weights: Tensor, resolution: int, threshold: float = 0.1):
+        self.weights, self.resolution, self.threshold = weights, resolution, threshold
+        self.step, self.sum, self.count, self.masks = -1, 0.0, 0, None
+
+    @classmethod
+    def for_words(cls, tokenizer: Tokenizer, prompts: list[str], words: list[list[str]], resolution: int,
+                  threshold: float = 0.1) -> CrossAttentionMasks:
+        """For the rows [sources; targets] = `prompts` and the object words of each row."""
+        weights = torch.zeros(len(prompts), tokenizer.max_len)
+        for row, (prompt, ws) in enumerate(zip(prompts, words, strict=True)):
+            for w in ws:
+                weights[row, tokenizer.token_index(prompt, w)] = 1.0
+        return cls(weights, resolution, threshold)
+
+    def advance(self, step: int) -> None:
+        """At a new step, turn the maps summed over the last one into masks (m_src, m_tgt), each (G, 1, r, r)."""
+        if step == self.step:
+            return
+        if self.count:
+            m = ((self.sum / self.count) * self.weights.to(self.sum)[:, None, :]).sum(-1)  # (2G, r*r)
+            lo, hi = m.amin(1, keepdim=True), m.amax(1, keepdim=True)
+            m = ((m - lo) / (hi - lo).clamp_min(1e-12) > self.threshold).to(m.dtype)
+            self.masks = m.view(2, -1, 1, self.resolution, self.resolution).unbind(0)
+        self.step, self.sum, self.count = step, 0.0, 0
+
+    def observe(self, probs: Tensor, info: AttentionInfo, step: int) -> None:
+        self.advance(step)
+        if info.kind == "cross" and info.resolution[0] == self.resolution:
+            self.sum = self.sum + probs[conditional_rows(probs.shape[0], self.weights.shape[0])].mean(1).detach()
+            self.count += 1
+
+
 class MutualSelfAttention(AttentionEdit):
     """MasaCtrl's controller for `p2p_sample`: in the self-attention `layers`, from step int(start * S) on, the
     target rows use their source's K and V (both CFG halves, as the reference); with `masks` = (m_src, m_tgt),
-    each (G, 1, H, W) in {0, 1}, the masked variant. No cross-attention injection."""
+    each (G, 1, H, W) in {0, 1}, or `auto_masks` (`CrossAttentionMasks`), the masked variant. No cross-attention
+    injection."""
 
     def __init__(self, tokenizer: Tokenizer, sources, targets, grid: Tensor, layers: list[str], start: float = 0.1,
-                 masks: tuple[Tensor, Tensor] | None = None):
+                 masks: tuple[Tensor, Tensor] | None = None, auto_masks: CrossAttentionMasks | None = None):
         super().__init__(tokenizer, sources, targets, grid, cross_steps=0.0)
+        self.auto_masks = auto_masks
         if not 0 <= start <= 1:
             raise ValueError(f"start is a fraction of the steps in [0, 1] (MasaCtrl: 4 / 50), got {start}")
         if not layers:
@@ -102,12 +144,20 @@ class MutualSelfAttention(AttentionEdit):
             return k, v
         return source_to_target(k, self.G), source_to_target(v, self.G)
 
+    def cross(self, probs: Tensor, info: AttentionInfo) -> Tensor:
+        if self.auto_masks is not None:
+            self.auto_masks.observe(probs, info, self.step(info))
+        return super().cross(probs, info)
+
     def self_attention(self, probs: Tensor, info: AttentionInfo) -> Tensor:
         if self.store is not None:
             self.store.observe(probs, info)
-        if self.masks is None or not self.active(info):
+        if self.auto_masks is not None:
+            self.auto_masks.advance(self.step(info))
+        masks = self.masks if self.auto_masks is None else self.auto_masks.masks
+        if masks is None or not self.active(info):
             return probs
-        m_src, m_tgt = (mask_at(m.to(probs.device), info.resolution[0]) for m in self.masks)  # (G, HW)
+        m_src, m_tgt = (mask_at(m.to(probs.device), info.resolution[0]) for m in masks)  # (G, HW)
         out = probs.unflatten(0, (-1, 2, self.G)).clone()  # (halves, 2, G, heads, HW, HW)
         out[:, 1] = masked_probs(out[:, 1], m_tgt, m_src)
         return out.flatten(0, 2)

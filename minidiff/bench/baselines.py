@@ -2,7 +2,8 @@
 
 Each row edits every case of `bench.edit.EditCases` with one method of `minidiff.baselines` at the table's w and
 DDIM steps: Direct Inversion + P2P (with and without local blend), Blended Diffusion with the exact edit-region
-mask of `shapes` and with a cross-attention mask, MasaCtrl from DDIM inversion and from Direct Inversion,
+mask of `shapes` and with a cross-attention mask, MasaCtrl from DDIM inversion (plain, and masked by the
+edited object's cross-attention) and from Direct Inversion,
 Pix2Pix-Zero, and InstructPix2Pix when its checkpoint (`shapes_instruct`) is shipped. `PIE_BENCH` is the
 published comparison printed beside the table.
 """
@@ -17,7 +18,7 @@ from torch import Tensor
 from ..baselines.blended import attention_mask, blended_sample
 from ..baselines.direct_inversion import direct_inversion_p2p, direct_invert
 from ..baselines.instruct_pix2pix import instruct_edit
-from ..baselines.masactrl import MutualSelfAttention
+from ..baselines.masactrl import CrossAttentionMasks, MutualSelfAttention
 from ..baselines.pix2pix_zero import edit_direction, pix2pix_zero_edit, pix2pix_zero_invert
 from ..datasets.shapes import swap_sentences
 from ..guidance import Guidance
@@ -48,8 +49,11 @@ def baseline_methods(model, cases, w: float, steps: int, seed: int, ddim_x_T: Ca
                                                                            steps))
     blended = lambda mask: blended_sample(model, sched, x0, mask, tgt_ctx, guidance, steps,
                                           skip=round(BLEND_SKIP * steps), generator=torch.Generator().manual_seed(seed))
-    masa = lambda: MutualSelfAttention.for_model(model, cases.source_caption, cases.target_caption,
-                                                 timesteps(sched.T, steps))
+    masa = lambda **kw: MutualSelfAttention.for_model(model, cases.source_caption, cases.target_caption,
+                                                      timesteps(sched.T, steps), **kw)
+    masks = lambda: CrossAttentionMasks.for_words(model.tokenizer, cases.source_caption + cases.target_caption,
+                                                  cases.blend_source + cases.blend_target,
+                                                  max(model.unet.cfg.attention_resolutions))
     rows = {
         "Direct Inversion + P2P": lambda: p2p_word_swaps(model, cases, None, w, steps, blend=False, direct=direct()),
         "Direct Inversion + P2P + local blend": lambda: p2p_word_swaps(model, cases, None, w, steps, blend=True,
@@ -58,6 +62,8 @@ def baseline_methods(model, cases, w: float, steps: int, seed: int, ddim_x_T: Ca
         "Blended Diffusion, attention mask": lambda: blended(attention_mask(model, x0, cases.source_caption,
                                                                             cases.blend_source)),
         "MasaCtrl (DDIM inversion)": lambda: p2p_sample(model, masa(), ddim_x_T(), guidance)[1],
+        "MasaCtrl, cross-attention masks (DDIM inversion)": lambda: p2p_sample(model, masa(auto_masks=masks()),
+                                                                               ddim_x_T(), guidance)[1],
         "Direct Inversion + MasaCtrl": lambda: direct_inversion_p2p(model, masa(), direct(), guidance)[1],
     }
     rows["Pix2Pix-Zero"] = lambda: pix2pix_zero_rows(model, cases, guidance, steps, seed)
