@@ -232,14 +232,19 @@ for lam, ls in losses.items():
 # ## 6. InstructPix2Pix
 #
 # The only method here that needs no inversion and no caption: a model trained on rendered (source, instruction,
-# edit) triples (`python -m minidiff train --task instruct`, data/README). Two guidance scales: $s_I$ towards the
-# input image, $s_T$ towards the instruction; at $s_I = s_T = 1$ it is the plain conditional model.
+# edit) triples (`python -m minidiff train --task instruct`, data/README). Two guidance scales (eq. 3 of the paper):
+#
+# $$\tilde\epsilon = \epsilon(x_t, \varnothing, \varnothing) + s_I\,[\epsilon(x_t, c_I, \varnothing) -
+# \epsilon(x_t, \varnothing, \varnothing)] + s_T\,[\epsilon(x_t, c_I, c_T) - \epsilon(x_t, c_I, \varnothing)]$$
+#
+# $s_I$ pulls towards the input image, $s_T$ towards the instruction; at $s_I = s_T = 1$ it is the plain conditional
+# model. The position edit ("move it to the right") is the one it rarely gets right (data/README).
 
 # %%
 if pretrained.available("shapes_instruct"):
     ip2p = pretrained.load("shapes_instruct", device=device)
     rows, titles = [], []
-    for s_I, s_T in ((1.0, 1.0), (1.5, 3.0), (1.0, 5.0)):
+    for s_I, s_T in ((1.0, 1.0), (1.5, 5.0), (3.0, 5.0)):  # the conditional model; the table's; more image
         rows.append(instruct_edit(ip2p, x0, cases.instruction, s_I, s_T, STEPS))
         titles += [f"s_I {s_I}, s_T {s_T}: {v}" for v in verdict(rows[-1], cases)]
     grid(torch.cat(rows), titles, ncol=2)
