@@ -120,6 +120,10 @@ def L_T(sched, x0):
 '''
 
 
+LIMIT_S = 3  # per-test limit of the hostile grading: Q5's right answers must finish within it on a loaded machine
+# (1 s failed Q5 once with a benchmark and the two test workers sharing the two cores)
+
+
 def test_a_hostile_submission_is_scored_question_by_question_without_hanging_the_grader(tmp_path, monkeypatch):
     """Q1 loops (the alarm stops it), Q2 ends the process, Q3 raises SystemExit, Q4 loops with the alarm ignored
     (the grader kills it), Q5 is right and prints: full marks on Q5 only."""
@@ -134,13 +138,13 @@ def test_a_hostile_submission_is_scored_question_by_question_without_hanging_the
         if f.is_file():
             text = f.read_text()
             if f.name == "assignment.json":
-                text = json.dumps({**meta, "test_time_limit_s": 1})
+                text = json.dumps({**meta, "test_time_limit_s": LIMIT_S})
             (limited / "hw1" / f.name).write_text(text)
     report = grade("hw1", tmp_path / "hw1.py", limited)
     scores = {q["id"]: q["score"] for q in report["questions"]}
     assert scores == {"q1": 0, "q2": 0, "q3": 0, "q4": 0, "q5": meta["questions"]["q5"]["points"]}
     messages = {q["id"]: " ".join(t["message"] for t in q["tests"]) for q in report["questions"]}
-    assert "longer than 1" in messages["q1"] and "ended the grading process" in messages["q2"]
+    assert f"longer than {LIMIT_S}" in messages["q1"] and "ended the grading process" in messages["q2"]
     assert "SystemExit" in messages["q3"] and "killed after" in messages["q4"]
 
 
