@@ -137,8 +137,7 @@ plt.show()
 
 # %%
 ctrl = word_swap_controller(model, cases, [0], grid_t, "colour", blend=True)
-one = type(inv)(inv.x_T[:1], inv.offsets[:, :1], inv.pivots[:, :1], inv.grid, inv.w)
-src_branch, edited = direct_inversion_p2p(model, ctrl, one, w3)
+src_branch, edited = direct_inversion_p2p(model, ctrl, inv.select([0]), w3)
 print(f"source branch = x0 to {(src_branch - x0[:1]).abs().max():.1e}")
 grid(torch.cat([x0[:1], edited, cases.target[:1]]),
      ["source", f"DI + P2P: {verdict(edited, make_cases([(scene, 'colour', 'green')]).to(device))[0]}", "target"],
@@ -177,8 +176,7 @@ p2p_move = p2p_sample(model, word_swap_controller(model, cases, move, grid_t, "p
                       w3)[1]
 masa = MutualSelfAttention.for_model(model, [cases.source_caption[1]], [cases.target_caption[1]], grid_t)
 masa_move = p2p_sample(model, masa, x_T[move], w3)[1]
-masa_di = direct_inversion_p2p(model, masa, type(inv)(inv.x_T[move], inv.offsets[:, move], inv.pivots[:, move],
-                                                         inv.grid, inv.w), w3)[1]
+masa_di = direct_inversion_p2p(model, masa, inv.select(move), w3)[1]
 grid(torch.cat([x0[:1], p2p_move, masa_move, masa_di, cases.target[1:]]),
      ["source", *(f"{n}: {v}" for n, v in zip(["P2P", "MasaCtrl", "DI + MasaCtrl"],
                                                verdict(torch.cat([p2p_move, masa_move, masa_di]),

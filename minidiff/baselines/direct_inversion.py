@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from ..checks import check_data
-from ..guidance import Guidance, cfg_eps, check_guidance
+from ..guidance import Guidance, check_guidance, guided
 from ..inversion import ddim_invert
 from ..p2p import AttentionEdit, p2p_sample
 from ..protocols import EpsModel
@@ -50,6 +50,10 @@ class DirectInversion:
     grid: Tensor
     w: float
 
+    def select(self, idx) -> DirectInversion:
+        """The inversion of images idx only (a list, slice or index tensor), for editing them alone."""
+        return DirectInversion(self.x_T[idx], self.offsets[:, idx], self.pivots[:, idx], self.grid, self.w)
+
 
 @torch.no_grad()
 def direct_invert(eps_model: EpsModel, sched: Schedule, x0: Tensor, context: Tensor, guidance: Guidance,
@@ -65,13 +69,11 @@ def direct_invert(eps_model: EpsModel, sched: Schedule, x0: Tensor, context: Ten
     grid = resolve_grid(sched.T, steps, spacing, grid)
     S, trajectory = len(grid) - 1, [x0]
     ddim_invert(eps_model, sched, x0, context=context, grid=grid, callback=lambda d: trajectory.append(d["x_t"]))
-    coefs = ddim_coefficients(sched, grid[:-1], grid[1:]).tolist()  # (S, 5)
-    null = guidance.null_context.expand(x0.shape[0], *guidance.null_context.shape[1:]).to(context)
+    coefs, model = ddim_coefficients(sched, grid[:-1], grid[1:]).tolist(), guided(eps_model, guidance)  # (S, 5)
     offsets = []
     for i, (t_int, _) in enumerate(step_pairs(grid)):
-        x_t, t = trajectory[S - i], t_batch(t_int, x0)  # x*_t
-        eps_u, eps_c = eps_model(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([null, context])).chunk(2)
-        offsets.append(trajectory[S - 1 - i] - ddim_update(x_t, cfg_eps(eps_u, eps_c, guidance.w), coefs[i]))
+        x_t = trajectory[S - i]  # x*_t
+        offsets.append(trajectory[S - 1 - i] - ddim_update(x_t, model(x_t, t_batch(t_int, x0), context), coefs[i]))
     return DirectInversion(trajectory[S], torch.stack(offsets), torch.stack(trajectory), grid, guidance.w)
 
 
@@ -80,13 +82,10 @@ def direct_sample(eps_model: EpsModel, sched: Schedule, inversion: DirectInversi
                   guidance: Guidance) -> Tensor:
     """Guided DDIM from inversion.x_T with d_t added after every step: x0 again (to round-off) when `context` is the
     source prompt and `guidance` the one of `direct_invert`."""
-    x, grid = inversion.x_T, inversion.grid
+    x, grid, model = inversion.x_T, inversion.grid, guided(eps_model, guidance)
     coefs = ddim_coefficients(sched, grid[:-1], grid[1:]).tolist()
-    null = guidance.null_context.expand(x.shape[0], *guidance.null_context.shape[1:]).to(context)
     for i, (t_int, _) in enumerate(step_pairs(grid)):
-        t = t_batch(t_int, x)
-        eps_u, eps_c = eps_model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([null, context])).chunk(2)
-        x = ddim_update(x, cfg_eps(eps_u, eps_c, guidance.w), coefs[i]) + inversion.offsets[i]
+        x = ddim_update(x, model(x, t_batch(t_int, x), context), coefs[i]) + inversion.offsets[i]
     return x
 
 

@@ -198,8 +198,7 @@ def p2p_word_swaps(model, cases: EditCases, x_T: Tensor | None, w: float, steps:
             return p2p_sample(model, ctrl, latent.x_t[skip][idx], guidance, noise=latent.noise[skip:, idx],
                               eta=latent.eta)[1]
         if direct is not None:
-            part = dataclasses.replace(direct, x_T=direct.x_T[idx], offsets=direct.offsets[:, idx])
-            return direct_inversion_p2p(model, ctrl, part, guidance)[1]
+            return direct_inversion_p2p(model, ctrl, direct.select(idx), guidance)[1]
         return p2p_sample(model, ctrl, x_T[idx], guidance, None if null is None else null[:, idx])[1]
 
     return by_kind(cases, cases.source if x_T is None else x_T, run)
