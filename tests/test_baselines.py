@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from minidiff.attention_control import attention_control, hooked_layers
-from minidiff.baselines.blended import blended_sample, latent_mask
+from minidiff.baselines.blended import blended_latent_sample, blended_sample, latent_mask
 from minidiff.baselines.direct_inversion import direct_inversion_p2p, direct_invert, direct_sample
 from minidiff.baselines.instruct_pix2pix import dual_guided, instruct_edit
 from minidiff.baselines.masactrl import CrossAttentionMasks, MutualSelfAttention, masked_probs
@@ -122,6 +122,44 @@ def test_blended_diffusion_refuses_masks_that_are_not_binary_or_not_image_sized(
     pixel = torch.zeros(1, 1, 32, 32)
     pixel[..., 5, 9] = 1  # one pixel: its 4x4 latent cell (1, 2) and only it
     assert latent_mask(pixel, (8, 8)).nonzero().tolist() == [[0, 0, 1, 2]]
+
+
+def tiny_latent_model():
+    """`tiny_model`'s text and schedule on a 4x8x8 latent UNet with a random f = 4 autoencoder attached."""
+    from minidiff.nn.autoencoder import Autoencoder, AutoencoderConfig
+    from minidiff.nn.diffusion_model import DiffusionModel
+
+    base = tiny_model()
+    torch.manual_seed(1)
+    unet = dataclasses.replace(base.unet.cfg, in_channels=4, image_size=8, attention_resolutions=(8,))
+    model = DiffusionModel(unet, base.schedule, base.tokenizer, base.text_encoder.cfg,
+                           data={"autoencoder": {"name": "random"}, "image_size": 32})
+    model.text_encoder.load_state_dict(base.text_encoder.state_dict())
+    with torch.no_grad():
+        for p in model.unet.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    ae = Autoencoder(AutoencoderConfig(base_channels=8, norm_groups=4))
+    return model.attach_autoencoder(ae).double().eval()
+
+
+def test_blended_latent_diffusion_keeps_the_source_latents_outside_the_latent_mask():
+    """In latent space: every step outside the latent mask is the forward-noised z_0 = E(x), the final latents
+    there are z_0 bit for bit, so the image is the source up to the autoencoder: with an empty mask exactly D(E(x))."""
+    model = tiny_latent_model()
+    x0, w3, ctx = images(2, F64), Guidance.of(model, 3.0), model.encode_text(TGT)
+    pixel = torch.zeros(2, 1, 32, 32, dtype=F64)
+    pixel[:, :, 9:18, 5:22] = 1
+    z0, m = model.encode(x0), latent_mask(pixel, (8, 8))
+    assert bool((torch.nn.functional.interpolate(m, size=(32, 32)) >= pixel).all())  # the edit region is never cut
+    noise, seen = torch.randn(6, *z0.shape, generator=torch.Generator().manual_seed(3), dtype=F64), []
+    out, z = blended_latent_sample(model, x0, pixel, ctx, w3, steps=6, skip=1, noise=noise, callback=seen.append)
+    assert len(seen) == 5 and z.shape == (2, 4, 8, 8) and torch.equal(out, model.decode(z))
+    for d in seen:
+        ref = q_sample(model.schedule, z0, torch.full((2,), d["t_prev"]), noise[d["i"] + 1])
+        assert torch.equal(d["x_prev"] * (1 - m), ref * (1 - m))
+    assert torch.equal(z * (1 - m), z0 * (1 - m)) and max_abs(z * m, z0 * m) > 1e-2
+    empty, _ = blended_latent_sample(model, x0, torch.zeros_like(pixel), ctx, w3, steps=6, skip=1, noise=noise)
+    assert torch.equal(empty, model.decode(z0)) and max_abs(empty, x0) > 1e-3  # D(E(x)), not x: "up to the AE"
 
 
 def masactrl(model, sources, targets, start=0.0, **kwargs):

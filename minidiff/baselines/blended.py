@@ -13,7 +13,7 @@ model's space: for a latent model z_0 = E(x) outside the latent mask and the ima
 up to the autoencoder). Inside m nothing ties the result to the source except the start x_k. The mask comes
 from the user (`bench.edit` uses the exact object masks of `shapes`) or from the source prompt's cross-attention
 maps of chosen words (`attention_mask`). `latent_mask` takes a pixel mask to a latent grid (any latent cell
-touching the mask is in it).
+touching the mask is in it); `blended_latent_sample` wraps the three for images (encode, blend, decode).
 
 Reference-code notes (Blended Latent Diffusion's script, as run in cure-lab/PnPInversion): it skips the first 25%
 of the steps but starts them from pure noise, and noises the source to t instead of t_prev; here the start is the
@@ -78,6 +78,21 @@ def blended_sample(eps_model: EpsModel, sched: Schedule, x0: Tensor, mask: Tenso
             callback({"i": i, "t": t_int, "t_prev": t_prev, "x_edit": x_edit, "x_prev": x_prev})
         x = x_prev
     return x
+
+
+@torch.no_grad()
+def blended_latent_sample(model, images: Tensor, mask: Tensor, context: Tensor, guidance: Guidance | None = None,
+                          steps: int = 50, skip: int = 0, **kwargs) -> tuple[Tensor, Tensor]:
+    """Blended Latent Diffusion on images: z_0 = E(images), the pixel `mask` (B, 1, H, W) taken to the latent grid
+    (`latent_mask`), `blended_sample` in latent space, then D. Returns (edited images (B, 3, H, W), edited latents);
+    outside the latent mask the latents are z_0 exactly, so the image there is the source up to the autoencoder
+    (and the decoder's receptive field at the mask's edge). For a pixel model E and D are the identity. kwargs go
+    to `blended_sample` (grid, noise, generator, callback)."""
+    z0 = model.encode(images)  # (B, c, h, w)
+    check_mask(mask, images)
+    z = blended_sample(model, model.schedule, z0, latent_mask(mask, tuple(z0.shape[-2:])), context, guidance, steps,
+                       skip, **kwargs)
+    return model.decode(z), z
 
 
 def latent_mask(mask: Tensor, size: tuple[int, int]) -> Tensor:
