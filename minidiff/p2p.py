@@ -114,6 +114,29 @@ def word_maps(store: AttentionStore, tokenizer: Tokenizer, prompt: str, row: int
 
 # ---- editing controllers ----------------------------------------------------------------------
 
+def word_weights(tokenizer: Tokenizer, prompts: list[str], words: list[list[str]]) -> Tensor:
+    """(B, L) indicator of the tokens of `words[b]` in prompts[b]: which maps make row b's mask."""
+    weights = torch.zeros(len(prompts), tokenizer.max_len)
+    for b, (prompt, ws) in enumerate(zip(prompts, words, strict=True)):
+        for w in ws:
+            weights[b, tokenizer.token_index(prompt, w)] = 1.0
+    return weights
+
+
+def word_mask(maps: Tensor, weights: Tensor, size: tuple[int, int], threshold: float = 0.3) -> Tensor:
+    """The binary mask of chosen words' cross-attention, P2P's local blend (`LocalBlend`):
+
+        m = threshold( minmax( upsample( maxpool3x3( sum_w weights[w] * M_w ) ) ) )
+
+    maps: (B, r, r, L) attention maps; weights: (B, L) (`word_weights`) -> (B, 1, H, W) in maps' dtype, 0 or 1.
+    Min-max per image, not the reference's max-only normalisation (see `LocalBlend`)."""
+    m = (maps * weights.to(maps)[:, None, None, :]).sum(-1)[:, None]  # (B, 1, r, r)
+    m = F.max_pool2d(m, kernel_size=3, stride=1, padding=1)
+    m = F.interpolate(m, size=size, mode="bilinear", align_corners=False)
+    lo, hi = m.amin(dim=(1, 2, 3), keepdim=True), m.amax(dim=(1, 2, 3), keepdim=True)
+    return ((m - lo) / (hi - lo).clamp_min(1e-12) > threshold).to(maps.dtype)
+
+
 class LocalBlend:
     """Local blend: keep the target equal to the source outside the edited words' mask.
 
@@ -137,12 +160,7 @@ class LocalBlend:
                  threshold: float = 0.3, start: float = 0.2):
         if not (len(sources) == len(targets) == len(source_words) == len(target_words)):
             raise ValueError("LocalBlend needs one list of words per (source, target) pair")
-        L = tokenizer.max_len
-        self.weights = torch.zeros(2 * len(sources), L)  # (2G, L): which tokens make each row's mask
-        for g, (prompts, words) in enumerate(((sources, source_words), (targets, target_words))):
-            for k, (prompt, ws) in enumerate(zip(prompts, words, strict=True)):
-                for w in ws:
-                    self.weights[g * len(sources) + k, tokenizer.token_index(prompt, w)] = 1.0
+        self.weights = word_weights(tokenizer, sources + targets, source_words + target_words)  # (2G, L)
         self.G, self.resolution, self.threshold, self.start = len(sources), resolution, threshold, start
         self.store = AttentionStore(2 * len(sources))
         self.last_mask: Tensor | None = None
@@ -160,15 +178,8 @@ class LocalBlend:
 
     def mask(self, size: tuple[int, int]) -> Tensor:
         """(G, 1, H, W) binary mask, the union of each pair's source and target masks."""
-        m = self.store.maps(self.resolution)  # (2G, r, r, L)
-        weights = self.weights.to(m)  # built on the CPU; follows the stored maps' device and dtype
-        m = (m * weights[:, None, None, :]).sum(-1)[:, None]  # (2G, 1, r, r)
-        m = F.max_pool2d(m, kernel_size=3, stride=1, padding=1)
-        m = F.interpolate(m, size=size, mode="bilinear", align_corners=False)
-        lo, hi = m.flatten(1).amin(dim=1)[:, None, None, None], m.flatten(1).amax(dim=1)[:, None, None, None]
-        m = (m - lo) / (hi - lo).clamp_min(1e-12)  # min-max, see the class docstring
-        m = (m > self.threshold).float()
-        m[weights.sum(1) == 0] = 1.0  # a row without blend words: no blending (mask of ones)
+        m = word_mask(self.store.maps(self.resolution), self.weights, size, self.threshold).float()  # (2G, 1, H, W)
+        m[self.weights.sum(1) == 0] = 1.0  # a row without blend words: no blending (mask of ones)
         return ((m[:self.G] + m[self.G:]) > 0).float()
 
     def __call__(self, x: Tensor, i: int, n_steps: int) -> Tensor:

@@ -34,7 +34,7 @@ from ..checks import check_data
 from ..gaussian import q_sample
 from ..guidance import Guidance, guided
 from ..inversion import ddim_invert
-from ..p2p import AttentionStore
+from ..p2p import AttentionStore, word_mask, word_weights
 from ..protocols import EpsModel
 from ..samplers import ddim_coefficients, ddim_update
 from ..schedule import Schedule, resolve_grid, standard_normal, step_pairs, t_batch
@@ -106,17 +106,11 @@ def attention_mask(model, x0: Tensor, prompts: list[str], words: list[list[str]]
                    threshold: float = 0.3) -> Tensor:
     """A mask from the source's cross-attention: the maps of `words[b]` in prompts[b], averaged over the layers at
     the largest attention resolution and over the steps of a w = 1 DDIM inversion of x0, max-pooled 3x3,
-    upsampled to x0's size, min-max normalised per image and thresholded (as P2P's `LocalBlend`): (B, 1, H, W)."""
+    upsampled to x0's size, min-max normalised per image and thresholded (`p2p.word_mask`, as P2P's `LocalBlend`):
+    (B, 1, H, W)."""
     store = AttentionStore(len(prompts))
     with attention_control(model, store):
         ddim_invert(model, model.schedule, x0, steps, context=model.encode_text(prompts))
-    r = max(store.resolutions())
-    maps = store.maps(r)  # (B, r, r, L)
-    weights = torch.zeros(maps.shape[0], maps.shape[-1], dtype=maps.dtype, device=maps.device)  # (B, L)
-    for b, (prompt, ws) in enumerate(zip(prompts, words, strict=True)):
-        for w in ws:
-            weights[b, model.tokenizer.token_index(prompt, w)] = 1.0
-    m = F.max_pool2d((maps * weights[:, None, None, :]).sum(-1)[:, None], 3, 1, 1)  # (B, 1, r, r)
-    m = F.interpolate(m, size=x0.shape[-2:], mode="bilinear", align_corners=False)
-    lo, hi = m.amin(dim=(1, 2, 3), keepdim=True), m.amax(dim=(1, 2, 3), keepdim=True)
-    return ((m - lo) / (hi - lo).clamp_min(1e-12) > threshold).to(x0.dtype)
+    maps = store.maps(max(store.resolutions()))  # (B, r, r, L)
+    weights = word_weights(model.tokenizer, prompts, words)  # (B, L)
+    return word_mask(maps, weights, tuple(x0.shape[-2:]), threshold).to(x0.dtype)

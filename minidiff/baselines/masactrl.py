@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..attention_control import AttentionInfo, hooked_layers
-from ..p2p import AttentionEdit
+from ..p2p import AttentionEdit, word_weights
 from ..p2p_alignment import conditional_rows
 
 if TYPE_CHECKING:
@@ -83,11 +83,7 @@ class CrossAttentionMasks:
     def for_words(cls, tokenizer: Tokenizer, prompts: list[str], words: list[list[str]], resolution: int,
                   threshold: float = 0.1) -> CrossAttentionMasks:
         """For the rows [sources; targets] = `prompts` and the object words of each row."""
-        weights = torch.zeros(len(prompts), tokenizer.max_len)
-        for row, (prompt, ws) in enumerate(zip(prompts, words, strict=True)):
-            for w in ws:
-                weights[row, tokenizer.token_index(prompt, w)] = 1.0
-        return cls(weights, resolution, threshold)
+        return cls(word_weights(tokenizer, prompts, words), resolution, threshold)
 
     def advance(self, step: int) -> None:
         """At a new step, turn the maps summed over the last one into masks (m_src, m_tgt), each (G, 1, r, r)."""
