@@ -148,7 +148,10 @@ grid(torch.cat([x0[:1], edited, cases.target[:1]]),
 #
 # Where the mask is 0 the result *is* the source, noised to the current step and finally itself: nothing to learn
 # there, nothing to get wrong. Everything rests on the mask. `shapes` knows the exact edit region; a user would
-# draw one, or take it from the cross-attention maps of the edited word (`attention_mask`).
+# draw one, or take it from the cross-attention maps of the edited word (`attention_mask`). For a latent model
+# (`cifar10`, `celeba`) the paste runs on the latents: `blended_latent_sample` encodes, takes the mask to the latent
+# grid (`latent_mask`: every latent cell that touches it), blends and decodes, so outside the latent mask the result
+# is the source up to the autoencoder (checked exactly in tests/test_baselines.py).
 
 # %%
 exact_mask = 1 - cases.keep  # the edited object's outline (source and target), dilated
