@@ -289,7 +289,7 @@ rows = edit_benchmark(model, n=N_BENCH, w=W, steps=max(STEPS, 25) if FAST else 5
 # ## Exercises
 #
 # 1. Re-weighting: plot the fraction of "red" pixels of the target against $c \in [0, 3]$.
-# 2. The reference normalises local-blend maps by their maximum only. Switch `LocalBlend.mask` to that and measure
+# 2. The reference normalises local-blend maps by their maximum only. Switch `p2p.word_mask` to that and measure
 #    how much of the image the mask covers on this model. Why do diffuse maps break it?
 # 3. Null-text inversion with `inner_steps = 1, 3, 10` and `lr = 1e-3, 1e-2, 1e-1`: reconstruction PSNR and time.
 # 4. Write a controller that injects only the maps of the 8x8 layers. Which edits still work?
