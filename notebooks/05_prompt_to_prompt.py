@@ -33,7 +33,7 @@
 # 6. The ground-truth edit benchmark.
 
 # %% tags=["parameters"]
-# FAST = True is the CI-sized run (about 135 s in the test suite, 2 threads): 20-step grids, few benchmark scenes.
+# FAST = True is the CI-sized run (about 110 s alone on 1 thread): 20-step grids, few benchmark scenes.
 # FAST = False runs the lecture's sizes: 50-step grids and a 30-scene benchmark (several minutes).
 FAST = True
 DEVICE = "auto"  # where the model runs: auto (CUDA, else MPS, else CPU; $MINIDIFF_DEVICE overrides), cpu, cuda, mps
@@ -278,12 +278,13 @@ print(f"PSNR to the exact target: {psnr(x, target).item():.1f} dB")
 # Because `shapes` scenes can be re-rendered with one word changed, every edit has an exact target. The table
 # scores each method by the checker's verdict on the target prompt, PSNR to the target, and PSNR/SSIM of the region
 # the edit must not touch. `python -m minidiff bench edit` runs it on 120 scenes with 50 steps by default
-# (`data/README.md` has the table for 102 scenes at 25 steps); here a few scenes:
+# (`data/README.md` has the table for 102 scenes at 25 steps); here a few scenes, and in FAST mode without the
+# null-text row (section 5 ran null-text inversion; here it would take most of the notebook's time):
 
 # %%
 rows = edit_benchmark(model, n=N_BENCH, w=W, steps=max(STEPS, 25) if FAST else 50,
                       methods=("SDEdit t0 = 0.5 T", "DDIM inversion + P2P + local blend",
-                               "null-text inversion + P2P + local blend"))
+                               *(() if FAST else ("null-text inversion + P2P + local blend",))))
 
 # %% [markdown]
 # ## Exercises
