@@ -114,9 +114,11 @@ def word_maps(store: AttentionStore, tokenizer: Tokenizer, prompt: str, row: int
 
 # ---- editing controllers ----------------------------------------------------------------------
 
-def word_weights(tokenizer: Tokenizer, prompts: list[str], words: list[list[str]]) -> Tensor:
-    """(B, L) indicator of the tokens of `words[b]` in prompts[b]: which maps make row b's mask."""
-    weights = torch.zeros(len(prompts), tokenizer.max_len)
+def word_weights(tokenizer: Tokenizer, prompts: list[str], words: list[list[str]],
+                 device: torch.device | str | None = None) -> Tensor:
+    """(B, L) indicator of the tokens of `words[b]` in prompts[b]: which maps make row b's mask. On `device` (the
+    maps' device where they exist; controllers built before any map keep it on the CPU and `word_mask` moves it)."""
+    weights = torch.zeros(len(prompts), tokenizer.max_len, device=device)
     for b, (prompt, ws) in enumerate(zip(prompts, words, strict=True)):
         for w in ws:
             weights[b, tokenizer.token_index(prompt, w)] = 1.0

@@ -26,6 +26,8 @@ from minidiff.datasets.shapes_instruct import INSTRUCTION_WORDS, apply, instruct
 from minidiff.gaussian import q_sample
 from minidiff.guidance import Guidance
 from minidiff.inversion import ddim_invert
+from minidiff.nn.autoencoder import Autoencoder, AutoencoderConfig
+from minidiff.nn.diffusion_model import DiffusionModel
 from minidiff.nn.instruct import InstructPix2Pix
 from minidiff.p2p import AttentionEdit, Replace, p2p_sample
 from minidiff.samplers import ddim_sample
@@ -126,9 +128,6 @@ def test_blended_diffusion_refuses_masks_that_are_not_binary_or_not_image_sized(
 
 def tiny_latent_model():
     """`tiny_model`'s text and schedule on a 4x8x8 latent UNet with a random f = 4 autoencoder attached."""
-    from minidiff.nn.autoencoder import Autoencoder, AutoencoderConfig
-    from minidiff.nn.diffusion_model import DiffusionModel
-
     base = tiny_model()
     torch.manual_seed(1)
     unet = dataclasses.replace(base.unet.cfg, in_channels=4, image_size=8, attention_resolutions=(8,))

@@ -88,8 +88,8 @@ def blended_latent_sample(model, images: Tensor, mask: Tensor, context: Tensor, 
     outside the latent mask the latents are z_0 exactly, so the image there is the source up to the autoencoder
     (and the decoder's receptive field at the mask's edge). For a pixel model E and D are the identity. kwargs go
     to `blended_sample` (grid, noise, generator, callback)."""
-    z0 = model.encode(images)  # (B, c, h, w)
     check_mask(mask, images)
+    z0 = model.encode(images)  # (B, c, h, w)
     z = blended_sample(model, model.schedule, z0, latent_mask(mask, tuple(z0.shape[-2:])), context, guidance, steps,
                        skip, **kwargs)
     return model.decode(z), z
@@ -112,5 +112,5 @@ def attention_mask(model, x0: Tensor, prompts: list[str], words: list[list[str]]
     with attention_control(model, store):
         ddim_invert(model, model.schedule, x0, steps, context=model.encode_text(prompts))
     maps = store.maps(max(store.resolutions()))  # (B, r, r, L)
-    weights = word_weights(model.tokenizer, prompts, words)  # (B, L)
+    weights = word_weights(model.tokenizer, prompts, words, maps.device)  # (B, L)
     return word_mask(maps, weights, tuple(x0.shape[-2:]), threshold).to(x0.dtype)
