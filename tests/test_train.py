@@ -180,3 +180,23 @@ def test_min_snr_gamma_reweights_the_training_loss(tmp_path):
         train(TrainConfig(**{**TINY, "steps": 1, "out": str(out), "min_snr_gamma": gamma}), progress=False)
         logs[name] = json.loads((out / "log.jsonl").read_text().splitlines()[0])["loss"]
     assert logs["min_snr"] < logs["plain"] and logs["huge"] == logs["plain"]
+
+
+def test_init_starts_the_run_from_a_checkpoint_and_refuses_one_that_does_not_fit(tmp_path):
+    """--init (fine-tuning): with a vanishing learning rate the run's exported EMA after one step is the
+    checkpoint's weights; a checkpoint of another width or vocabulary is refused before training."""
+    from minidiff.training.checkpoint import load_model
+    from minidiff.training.tasks import build_model, init_from, train, training_data
+
+    base_run = train(TrainConfig(**{**TINY, "steps": 2, "out": str(tmp_path / "base")}), progress=False)
+    base = load_model(base_run / "model")
+    cfg = TrainConfig(**{**TINY, "steps": 1, "lr": 1e-30, "init": str(base_run / "model.json"),
+                         "out": str(tmp_path / "ft")})
+    tuned = load_model(train(cfg, progress=False) / "model")
+    for name, w in base.state_dict().items():
+        torch.testing.assert_close(tuned.state_dict()[name], w, rtol=0, atol=1e-20)
+    _, captions = training_data(cfg)
+    with pytest.raises(ValueError, match="do not fit this run's model"):
+        init_from(build_model(TrainConfig(**{**TINY, "text_dim": 8}), captions), base)
+    with pytest.raises(ValueError, match="vocabulary differs"):
+        init_from(build_model(cfg, captions[:1]), base)

@@ -119,6 +119,42 @@ def test_shapes_small_preset_size():
     assert 1.5e6 < n < 3e6
 
 
+def test_positional_embedding_starts_at_zero_so_a_plain_models_weights_compute_the_same_eps():
+    """`positional`: the plain model's weights fit, only the gains g are missing; with them at zero the eps is
+    bit-identical (fine-tuning `shapes` into `shapes_pos` starts exactly there), and every g gets a gradient."""
+    plain, pos = perturbed(tiny()), UNet(tiny(positional=True)).eval()
+    missing = pos.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    names = [k for k, _ in pos.named_parameters() if k.endswith("pos_gain")]
+    assert sorted(missing) == sorted(names) and len(names) == 4  # mid + 1 down + 2 up blocks at 8x8
+    x, t, c = args(plain.cfg)
+    with torch.no_grad():
+        assert torch.equal(pos(x, t, c), plain(x, t, c))
+    pos(x, t, c).square().sum().backward()
+    assert all(p.grad.abs().max() > 0 for k, p in pos.named_parameters() if k in names)
+    with torch.no_grad():  # and a nonzero g moves eps
+        pos.mid.attn.pos_gain.add_(1.0)
+        assert (pos(x, t, c) - plain(x, t, c)).abs().max() > 1e-3
+
+
+def test_shapes_pos_preset_adds_only_the_positional_embeddings():
+    small, pos = UNetConfig.shapes_small(), UNetConfig.shapes_pos()
+    assert pos.positional and replace(pos, positional=False) == small
+    assert UNet(pos).num_params() - UNet(small).num_params() == 7 * 64  # one gain per channel per block
+
+
+def test_sincos_2d_code_is_a_linear_read_out_of_position_and_distinct_per_token():
+    from minidiff.nn.layers import sincos_2d
+
+    E = sincos_2d(16, 64)  # (256, 64), row-major: token i is (row i // 16, column i % 16)
+    assert E.shape == (256, 64) and torch.allclose(E.square().sum(1), torch.full((256,), 32.0), atol=1e-4)
+    x_code = E[:, 0].view(16, 16)  # sin(pi/2 x): the same in every row, increasing left to right
+    assert torch.equal(x_code, x_code[:1].expand(16, 16)) and (x_code[0].diff() > 0).all()
+    assert torch.allclose(E[:, 32].view(16, 16), x_code.T)  # sin(pi/2 y): the same code down the rows
+    assert torch.cdist(E, E).add(torch.eye(256) * 1e3).min() > 0.1  # no two tokens share a code
+    with pytest.raises(ValueError, match="divisible by 4"):
+        sincos_2d(8, 30)
+
+
 def test_shapes_attn32_preset_adds_only_the_32x32_transformers():
     small, big = UNetConfig.shapes_small(), UNetConfig.shapes_attn32()
     assert big.attention_resolutions == (32, 16, 8) and replace(big, attention_resolutions=(16, 8)) == small

@@ -120,10 +120,27 @@ class FeedForward(nn.Module):
         return self.proj_out(a * F.gelu(g))
 
 
+def sincos_2d(size: int, dim: int) -> torch.Tensor:
+    """Fixed 2D sin-cos position code (ViT / MAE style) of a size x size grid, (size*size, dim), row-major tokens:
+    [sin(w_k x), cos(w_k x), sin(w_k y), cos(w_k y)] for dim/4 frequencies w_k from pi/2 (a quarter period across
+    the grid: sin is monotone in x, so "left of centre" is one linear read-out) up to pi * size / 2 (about a
+    pixel's period), geometrically spaced; x, y are pixel centres in [-1, 1]."""
+    if dim % 4:
+        raise ValueError(f"dim must be divisible by 4 for a 2D sin-cos code, got {dim}")
+    n = dim // 4
+    w = (math.pi / 2) * size ** (torch.arange(n, dtype=torch.float64) / max(1, n - 1))  # (n,)
+    c = (torch.arange(size, dtype=torch.float64) + 0.5) / size * 2 - 1  # (size,) pixel centres in [-1, 1]
+    y, x = torch.meshgrid(c, c, indexing="ij")  # (size, size) each
+    x, y = x.reshape(-1, 1) * w, y.reshape(-1, 1) * w  # (size*size, n)
+    return torch.cat([x.sin(), x.cos(), y.sin(), y.cos()], dim=1).float()  # (size*size, dim)
+
+
 class SpatialTransformer(nn.Module):
     """Latent-diffusion transformer block on a feature map (Rombach et al. 2022).
 
         u = proj_in(GN(x))                       1x1 conv, C -> heads*dim_head, flattened to tokens
+        u = u + g * E                            with `size`: E the fixed 2D sin-cos code of each token's (x, y)
+                                                 (`sincos_2d`), g a learned per-channel gain, zero at the start
         u = u + SelfAttn(LN(u))
         u = u + CrossAttn(LN(u), context)        only when context_dim is set
         u = u + FF(LN(u))
@@ -132,12 +149,17 @@ class SpatialTransformer(nn.Module):
 
     def __init__(
         self, ch: int, heads: int, dim_head: int, context_dim: int | None = None,
-        groups: int = 32, fused: bool = False,
+        groups: int = 32, fused: bool = False, size: int | None = None,
     ):
         super().__init__()
         inner = heads * dim_head
         self.norm = group_norm(ch, groups)
         self.proj_in = nn.Conv2d(ch, inner, 1)
+        # g = 0 at the start, so a model with it computes what the model without it computes (fine-tuning); one
+        # gain per channel, not one vector per position, so that every token's gradient trains it
+        self.pos_gain = None if size is None else nn.Parameter(torch.zeros(inner))
+        if size is not None:  # E is a function of (size, inner): rebuilt, not stored in checkpoints
+            self.register_buffer("pos_code", sincos_2d(size, inner), persistent=False)
         self.norm1 = nn.LayerNorm(inner)
         self.self_attn = Attention(inner, None, heads, dim_head, fused=fused)
         self.cross_attn = None
@@ -155,6 +177,11 @@ class SpatialTransformer(nn.Module):
         H, W = x.shape[-2:]
         u = self.proj_in(self.norm(x))  # (B, inner, H, W)
         u = rearrange(u, "b c h w -> b (h w) c")  # (B, HW, inner)
+        if self.pos_gain is not None:
+            if self.pos_code.shape[0] != H * W:
+                raise ValueError(f"this block's positional code is for {self.pos_code.shape[0]} positions, "
+                                 f"got a {H}x{W} feature map")
+            u = u + self.pos_gain * self.pos_code.to(u.dtype)  # (B, HW, inner): each query knows where it is
         u = u + self.self_attn(self.norm1(u), t=t, resolution=(H, W))
         if self.cross_attn is not None:
             u = u + self.cross_attn(self.norm2(u), context, t=t, resolution=(H, W))

@@ -63,6 +63,7 @@ class UNetConfig:
     dropout: float = 0.0
     norm_groups: int = 32
     fused_attention: bool = True
+    positional: bool = False  # a gated 2D sin-cos position code in each SpatialTransformer (`shapes_pos`)
     cond_channels: int = 0  # channels of an image concatenated to x_t at the input (InstructPix2Pix; `nn.instruct`)
 
     @property
@@ -120,6 +121,15 @@ class UNetConfig:
         return replace(cls.shapes_small(context_dim), attention_resolutions=(32, 16, 8))
 
     @classmethod
+    def shapes_pos(cls, context_dim: int = 64) -> UNetConfig:
+        """`shapes_small` with a 2D sin-cos position code added to the image tokens of every SpatialTransformer
+        (`layers.sincos_2d`, scaled by a learned per-channel gain), so that a query at 16x16 knows where it is and
+        can pick the words of the object drawn there (binding words to places; issue 15's ablation). 448 more
+        parameters than `shapes_small` (7 blocks x 64 gains), all zero at the start: loaded with `shapes_small`
+        weights it computes the same eps."""
+        return replace(cls.shapes_small(context_dim), positional=True)
+
+    @classmethod
     def latent_small(cls, context_dim: int = 64, latent_channels: int = 4, latent_size: int = 8) -> UNetConfig:
         """Text-conditioned latent model for 4x8x8 KL-f4 latents of 32x32 images (CIFAR-10, CelebA).
 
@@ -136,10 +146,10 @@ class UNetConfig:
 class Block(nn.Module):
     """ResBlock, then (at attention resolutions) a SpatialTransformer."""
 
-    def __init__(self, in_ch: int, out_ch: int, cfg: UNetConfig, emb_dim: int, attn: bool):
+    def __init__(self, in_ch: int, out_ch: int, cfg: UNetConfig, emb_dim: int, attn: bool, size: int):
         super().__init__()
         self.res = ResBlock(in_ch, out_ch, emb_dim, cfg.dropout, cfg.norm_groups)
-        self.attn = _transformer(out_ch, cfg) if attn else None
+        self.attn = _transformer(out_ch, cfg, size) if attn else None
 
     def forward(
         self, x: Tensor, emb: Tensor, context: Tensor | None, t: Tensor
@@ -151,10 +161,10 @@ class Block(nn.Module):
 class MiddleBlock(nn.Module):
     """ResBlock - SpatialTransformer - ResBlock at the lowest resolution."""
 
-    def __init__(self, ch: int, cfg: UNetConfig, emb_dim: int):
+    def __init__(self, ch: int, cfg: UNetConfig, emb_dim: int, size: int):
         super().__init__()
         self.res1 = ResBlock(ch, ch, emb_dim, cfg.dropout, cfg.norm_groups)
-        self.attn = _transformer(ch, cfg)
+        self.attn = _transformer(ch, cfg, size)
         self.res2 = ResBlock(ch, ch, emb_dim, cfg.dropout, cfg.norm_groups)
 
     def forward(
@@ -163,9 +173,11 @@ class MiddleBlock(nn.Module):
         return self.res2(self.attn(self.res1(x, emb), context, t), emb)
 
 
-def _transformer(ch: int, cfg: UNetConfig) -> SpatialTransformer:
+def _transformer(ch: int, cfg: UNetConfig, size: int) -> SpatialTransformer:
+    """A SpatialTransformer for size x size feature maps (with a positional embedding if cfg.positional)."""
     return SpatialTransformer(
-        ch, cfg.heads, cfg.dim_head, cfg.context_dim, cfg.norm_groups, cfg.fused_attention
+        ch, cfg.heads, cfg.dim_head, cfg.context_dim, cfg.norm_groups, cfg.fused_attention,
+        size if cfg.positional else None,
     )
 
 
@@ -192,19 +204,19 @@ class UNet(nn.Module):
         for level, mult in enumerate(cfg.channel_mults):
             attn = sizes[level] in cfg.attention_resolutions
             for _ in range(cfg.num_res_blocks):
-                self.down.append(Block(ch, cfg.base_channels * mult, cfg, emb_dim, attn))
+                self.down.append(Block(ch, cfg.base_channels * mult, cfg, emb_dim, attn, sizes[level]))
                 ch = cfg.base_channels * mult
                 skip_chs.append(ch)
             if level < len(cfg.channel_mults) - 1:
                 self.down.append(Downsample(ch))
                 skip_chs.append(ch)
-        self.mid = MiddleBlock(ch, cfg, emb_dim)
+        self.mid = MiddleBlock(ch, cfg, emb_dim, sizes[-1])
         self.up = nn.ModuleList()
         for level, mult in reversed(list(enumerate(cfg.channel_mults))):
             attn = sizes[level] in cfg.attention_resolutions
             for _ in range(cfg.num_res_blocks + 1):
                 out_ch = cfg.base_channels * mult
-                self.up.append(Block(ch + skip_chs.pop(), out_ch, cfg, emb_dim, attn))
+                self.up.append(Block(ch + skip_chs.pop(), out_ch, cfg, emb_dim, attn, sizes[level]))
                 ch = out_ch
             if level > 0:
                 self.up.append(Upsample(ch))

@@ -82,7 +82,8 @@ class TrainConfig:
     ae_channels: int = 32            # autoencoder only: base channels
     autoencoder: str | None = None   # diffusion only: AE checkpoint (path or shipped name) -> latent diffusion
     classifier_width: int = 16       # classifier only: base width of the ResNet-9-style CNN
-    init: str | None = None          # instruct only: the text-to-image model it starts from (default: shapes)
+    init: str | None = None          # diffusion: start from this checkpoint's weights (fine-tuning); instruct: the
+                                     # text-to-image model it starts from (default: shapes)
     ckpt_every: int = 100
     sample_every: int = 500
     seed: int = 0

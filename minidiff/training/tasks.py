@@ -50,7 +50,7 @@ from .classifiers import augment, classifier_loss
 from .instruct import instruct_task
 from .loop import STATE, TrainConfig, fit, train_device
 
-UNET_PRESETS = ("shapes_small", "shapes_attn32", "tiny", "latent_small")
+UNET_PRESETS = ("shapes_small", "shapes_attn32", "shapes_pos", "tiny", "latent_small")
 
 
 def build_model(cfg: TrainConfig, captions: list[str], ae=None) -> DiffusionModel:
@@ -72,6 +72,23 @@ def build_model(cfg: TrainConfig, captions: list[str], ae=None) -> DiffusionMode
     sched = Schedule.from_spec({"kind": cfg.schedule, "T": cfg.T})
     model = DiffusionModel(unet_cfg, sched, tok, text_cfg, data)
     return model.attach_autoencoder(ae, ae.sha256) if ae is not None else model
+
+
+def init_from(model: DiffusionModel, base: DiffusionModel) -> DiffusionModel:
+    """Copy `base`'s weights into `model` (fine-tuning, `--init`): the same vocabulary, schedule and data, and every
+    weight of `base` must fit; `model` may have more, which keep their initial values (e.g. `shapes_pos`'s
+    positional embeddings, zero, so the fine-tune starts from exactly `base`'s eps)."""
+    for what, a, b in (("vocabulary", model.tokenizer.itos, base.tokenizer.itos),
+                       ("schedule", model.schedule.spec, base.schedule.spec), ("data", model.data, base.data)):
+        if a != b:
+            raise ValueError(f"--init: the checkpoint's {what} differs from this run's ({b} vs {a})")
+    own = model.state_dict()
+    misfits = sorted(k for k, v in base.state_dict().items() if k not in own or own[k].shape != v.shape)
+    if misfits:
+        raise ValueError(f"--init: {len(misfits)} weights of the checkpoint do not fit this run's model "
+                         f"(--unet / --text-dim / --text-depth), e.g. {misfits[:3]}")
+    model.load_state_dict(base.state_dict(), strict=False)
+    return model
 
 
 def load_autoencoder(name: str, device: torch.device | str = "cpu"):
@@ -154,7 +171,10 @@ def _cached_latents(ae, images: Tensor, out: Path) -> Tensor:
 
 def _diffusion_task(cfg: TrainConfig, images: Tensor, captions: list[str], device: torch.device):
     ae = load_autoencoder(cfg.autoencoder, device) if cfg.autoencoder else None
-    model = build_model(cfg, captions, ae).to(device)
+    model = build_model(cfg, captions, ae)
+    if cfg.init:
+        init_from(model, pretrained.load(cfg.init, kind="DiffusionModel").float())
+    model = model.to(device)
     if ae is not None:
         images = _cached_latents(ae, images, Path(cfg.out))  # (N, C, h, w): the UNet's data x_0 is now z_0
     tokens = model.tokenizer.encode(captions)  # (N, L)
