@@ -120,9 +120,9 @@ def test_shapes_small_preset_size():
 
 
 def test_positional_embedding_starts_at_zero_so_a_plain_models_weights_compute_the_same_eps():
-    """`positional`: the plain model's weights fit, only the gains g are missing; with them at zero the eps is
+    """`position_gain = 0`: the plain model's weights fit, only the gains g are missing; with them at zero the eps is
     bit-identical (fine-tuning `shapes` into `shapes_pos` starts exactly there), and every g gets a gradient."""
-    plain, pos = perturbed(tiny()), UNet(tiny(positional=True)).eval()
+    plain, pos = perturbed(tiny()), UNet(tiny(position_gain=0.0)).eval()
     missing = pos.load_state_dict(plain.state_dict(), strict=False).missing_keys
     names = [k for k, _ in pos.named_parameters() if k.endswith("pos_gain")]
     assert sorted(missing) == sorted(names) and len(names) == 4  # mid + 1 down + 2 up blocks at 8x8
@@ -138,7 +138,10 @@ def test_positional_embedding_starts_at_zero_so_a_plain_models_weights_compute_t
 
 def test_shapes_pos_preset_adds_only_the_positional_embeddings():
     small, pos = UNetConfig.shapes_small(), UNetConfig.shapes_pos()
-    assert pos.positional and replace(pos, positional=False) == small
+    assert pos.position_gain == 0.0 and replace(pos, position_gain=None) == small
+    assert replace(UNetConfig.shapes_pos1(), position_gain=0.0) == pos
+    assert all(float(g.min()) == float(g.max()) == 1.0
+               for k, g in UNet(UNetConfig.shapes_pos1()).named_parameters() if k.endswith("pos_gain"))
     assert UNet(pos).num_params() - UNet(small).num_params() == 7 * 64  # one gain per channel per block
 
 

@@ -140,7 +140,7 @@ class SpatialTransformer(nn.Module):
 
         u = proj_in(GN(x))                       1x1 conv, C -> heads*dim_head, flattened to tokens
         u = u + g * E                            with `size`: E the fixed 2D sin-cos code of each token's (x, y)
-                                                 (`sincos_2d`), g a learned per-channel gain, zero at the start
+                                                 (`sincos_2d`), g a learned per-channel gain starting at `gain0`
         u = u + SelfAttn(LN(u))
         u = u + CrossAttn(LN(u), context)        only when context_dim is set
         u = u + FF(LN(u))
@@ -149,15 +149,16 @@ class SpatialTransformer(nn.Module):
 
     def __init__(
         self, ch: int, heads: int, dim_head: int, context_dim: int | None = None,
-        groups: int = 32, fused: bool = False, size: int | None = None,
+        groups: int = 32, fused: bool = False, size: int | None = None, gain0: float = 0.0,
     ):
         super().__init__()
         inner = heads * dim_head
         self.norm = group_norm(ch, groups)
         self.proj_in = nn.Conv2d(ch, inner, 1)
-        # g = 0 at the start, so a model with it computes what the model without it computes (fine-tuning); one
-        # gain per channel, not one vector per position, so that every token's gradient trains it
-        self.pos_gain = None if size is None else nn.Parameter(torch.zeros(inner))
+        # gain0 = 0: a model with the code computes what the model without it computes (fine-tuning); gain0 = 1: the
+        # code at full strength from step 0 (ViT; training from scratch). One gain per channel, not one vector per
+        # position, so that every token's gradient trains it
+        self.pos_gain = None if size is None else nn.Parameter(torch.full((inner,), float(gain0)))
         if size is not None:  # E is a function of (size, inner): rebuilt, not stored in checkpoints
             self.register_buffer("pos_code", sincos_2d(size, inner), persistent=False)
         self.norm1 = nn.LayerNorm(inner)

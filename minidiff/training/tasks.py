@@ -50,7 +50,7 @@ from .classifiers import augment, classifier_loss
 from .instruct import instruct_task
 from .loop import STATE, TrainConfig, fit, train_device
 
-UNET_PRESETS = ("shapes_small", "shapes_attn32", "shapes_pos", "tiny", "latent_small")
+UNET_PRESETS = ("shapes_small", "shapes_attn32", "shapes_pos", "shapes_pos1", "tiny", "latent_small")
 
 
 def build_model(cfg: TrainConfig, captions: list[str], ae=None) -> DiffusionModel:
