@@ -2,14 +2,16 @@
 # One device session (the `run` tool's GPU machine, issue 14 and 15): everything a lent GPU is for, in one call.
 #   1. the GPU speed table (benchmarks/speed.py --device cuda), alone on the GPU;
 #   2. the `gpu` tests (tests/test_gpu.py -m gpu), beside
-#   3. six training runs sharing the GPU until DEADLINE (train_on_deadline.py sizes each run's --steps):
-#      four shapes variants (the ablation of issue 15) and the two latent models on carried latents.
-# Before: python benchmarks/gpu/carry_latents.py (cifar10, celeba), xz -T2 .carry/*.safetensors, diffusers and
+#   3. three training runs sharing the GPU until DEADLINE (train_on_deadline.py sizes each run's --steps): the
+#      shapes recipe with and without the position code (`shapes_small`, `shapes_pos1`; issue 15's binding
+#      ablation, data/README.md) and `cifar10` on carried latents for longer (its FID target). The first lease
+#      (2026-11-30) ran six: four shapes variants and both latent models (git history has that version).
+# Before: python benchmarks/gpu/carry_latents.py (cifar10), xz -T2 .carry/*.safetensors, diffusers and
 # importlib_metadata wheels in .whl (device/README.md). Call: run(command="bash benchmarks/gpu/run.sh",
 # carry=[".whl", ".carry"], timeout_s=590). Everything comes back in $OUT (gpu.log and one tar per run).
 # SMOKE=1 rehearses it here on the CPU with tiny runs.
 # Learned in the first lease (2026-11-30, H200): (a) the tool returns at most 8 files from $OUT: this script writes
-# 7 (gpu.log and six tars); a command that adds more loses files (alphabetically last). (b) Six training processes
+# 7 (gpu.log and six tars; now 4); a command that adds more loses files (alphabetically last). (b) Six training processes
 # time-slice one GPU: a shapes step took 222 ms (attention at 32x32: 890 ms) and a latent step 150 ms, far from
 # what one process alone gets; train one or two models per lease, for longer. (c) torch there was 2.11 (Python
 # 3.12), and everything ran unchanged.
@@ -32,24 +34,20 @@ PY=${PY:-python3}
 for f in .carry/*.xz; do [ -e "$f" ] && xz -d -k -f -T4 "$f"; done
 
 if [ -n "${SMOKE:-}" ]; then
-  DEV=cpu; EVAL_N=4; SHAPES="--n-train 200 --unet tiny --batch-size 8"; LAT="--batch-size 8"; CAL=6; ATTN="--unet tiny"; CK=4; MIN=8
+  DEV=cpu; EVAL_N=4; SHAPES="--n-train 200 --unet tiny --batch-size 8"; LAT="--batch-size 8"; CAL=6; POS="--unet tiny"; CK=4; MIN=8
 else
-  DEV=cuda; SHAPES="--n-train 20000 --batch-size 256 --lr 1.5e-3 --warmup 200"; LAT="--batch-size 512 --lr 1e-3 --warmup 500"; CAL=30; ATTN="--unet shapes_attn32"; CK=250; MIN=50
+  DEV=cuda; SHAPES="--n-train 20000 --batch-size 256 --lr 1.5e-3 --warmup 200"; LAT="--batch-size 512 --lr 1e-3 --warmup 500"; CAL=30; POS="--unet shapes_pos1"; CK=250; MIN=50
 fi
 COMMON="--device $DEV --ckpt-every $CK --sample-every 0 --threads 2"
 DEADLINE=$((T0 + BUDGET))
 train() {  # name, train_on_deadline options, train args...
   local name=$1 opts=$2; shift 2
   timeout $((DEADLINE - $(date +%s) + 20)) $PY benchmarks/gpu/train_on_deadline.py --deadline $DEADLINE \
-    --barrier $BAR --runs 7 --calibrate $CAL --min-steps $MIN $opts -- $COMMON --out $RUNS/$name "$@" >/tmp/gpu_logs/$name.log 2>&1 &
+    --barrier $BAR --runs 4 --calibrate $CAL --min-steps $MIN $opts -- $COMMON --out $RUNS/$name "$@" >/tmp/gpu_logs/$name.log 2>&1 &
 }
 train shapes_base "" --dataset shapes $SHAPES
-train shapes_depth4 "" --dataset shapes $SHAPES --text-depth 4
-train shapes_depth4_minsnr5 "" --dataset shapes $SHAPES --text-depth 4 --min-snr-gamma 5
-train shapes_attn32_depth4 "" --dataset shapes $SHAPES --text-depth 4 $ATTN
+train shapes_pos1 "" --dataset shapes $SHAPES $POS
 train cifar10 "--carried .carry/cifar10.safetensors" --dataset cifar10 --unet latent_small --autoencoder data/cifar10_ae $LAT
-train celeba "--carried .carry/celeba.safetensors" --dataset celeba --image-size 32 --unet latent_small \
-  --autoencoder data/celeba_ae $LAT
 
 # 1. the speed table, while the runs load their data (they wait at the barrier for it)
 if [ -z "${SMOKE:-}" ]; then
