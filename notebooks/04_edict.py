@@ -322,10 +322,10 @@ for (p, lf), d in order_drift.items():
 # the floor.
 #
 # Precision matters at many steps: inversion stretches $x - y$ by $1/p^2$ per step (section 3), starting from
-# round-off. On a training checkpoint of this model, in float32 with $p = 0.93$, the round trip was exact to
-# MSE $\sim 10^{-12}$ at 50 and 100 steps but at 200 steps $\|x_T - y_T\|$ reached $4 \cdot 10^7$ and the
-# reconstruction failed (MSE $\sim 10^4$). The full-size run (FAST = False) therefore uses float64, as the paper's
-# code did.
+# round-off. On a training checkpoint of `shapes_v1` (this notebook's model before issue 15), in float32 with
+# $p = 0.93$, the round trip was exact to MSE $\sim 10^{-12}$ at 50 and 100 steps but at 200 steps $\|x_T - y_T\|$
+# reached $4 \cdot 10^7$ and the reconstruction failed (MSE $\sim 10^4$). The full-size run (FAST = False)
+# therefore uses float64, as the paper's code did.
 
 # %%
 table_model, table_images = (model, x0_all[:N_TABLE]) if FAST else (model64, x0_all[:N_TABLE].cpu().double())
@@ -393,7 +393,8 @@ print(f"EDICT's x and y differ by RMS {rms(x_edict - y_edict):.3f} alternating, 
 
 # %% [markdown]
 # One scene says little; the project's edit benchmark (`python -m minidiff bench edit`, 102 held-out scenes, a third
-# each colour, shape and background edits, w = 3; data/README.md) measures it. EDICT with the alternating order
+# each colour, shape and background edits, w = 3; data/README.md; measured on `shapes_v1`, this notebook's model
+# before it gained a position code) measures it. EDICT with the alternating order
 # succeeds on 0.69 of the edits (colour 0.74) and keeps the region the edit must not touch best of the
 # deterministic methods (SSIM 0.78, against 0.70 for null-text inversion + P2P + local blend, which succeeds more
 # often, 0.92; lecture 7's edit-friendly DDPM inversion + P2P beats both: 0.94 and SSIM 0.955). With $x$

@@ -269,7 +269,8 @@ print(f"notebook ran in {time.time() - t_start:.0f} s")
 # %% [markdown]
 # ## What the full table says
 #
-# `data/README.md` has every row on 102 word swaps + 34 moves at 25 steps. In short:
+# `data/README.md` has every row on 102 word swaps + 34 moves at 25 steps, measured on `shapes_v1` (this notebook's
+# model before it gained a position code, issue 15; not yet re-measured on `shapes`). In short:
 #
 # - **The PIE-Bench ordering holds.** Kept-region PSNR at w = 3, all with local blend: DDIM inversion + P2P 25.9 dB
 #   < null-text inversion + P2P 27.8 < Direct Inversion + P2P 34.1, Direct Inversion at a quarter of null-text's

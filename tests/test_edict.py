@@ -177,9 +177,10 @@ def test_float32_round_trip_error_is_reported():
 @pytest.mark.skipif(not pretrained.available("shapes"), reason="the shipped 'shapes' checkpoint is not present")
 def test_shipped_shapes_model_round_trip_is_exact_in_float64_with_cfg():
     """One held-out scene, its caption, w = 3, 50 steps, float64 (alternating order). Measured (step-700 training
-    checkpoint, x first): max abs error 6.7e-13; asserted below 1e-10. The same run in float32 measured 1.3e-4 then
-    (MSE ~1e-10 in [0, 1] units, against DDIM inversion's MSE 4.8e-4: see notebook 04) and 2.1e-4 now (shipped
-    checkpoint, alternating order); asserted below 1e-2."""
+    checkpoint of `shapes_v1`, x first): max abs error 6.7e-13, and 3.1e-13 on the shipped `shapes` (alternating
+    order); asserted below 1e-10. The same run in float32 measured 1.3e-4 then (MSE ~1e-10 in [0, 1] units, against
+    DDIM inversion's MSE 4.8e-4: see notebook 04), 2.1e-4 on `shapes_v1` and 2.5e-4 on `shapes` (alternating
+    order); asserted below 1e-2."""
     from minidiff.datasets.shapes import shapes_tensors
 
     x0, caps = shapes_tensors(1, split="test")
@@ -201,8 +202,9 @@ def test_shipped_shapes_model_round_trip_is_exact_in_float64_with_cfg():
 def test_alternating_order_keeps_x_and_y_closer_than_x_first_on_shipped_model_edits():
     """The first 3 scenes of the edit benchmark (a colour, a shape and a background edit), 50 steps at strength 0.8,
     w = 3, p = 0.93, float32: PSNR between the edited x and y. Measured, alternating (the reference's leapfrog) vs x
-    always first: 34.0 vs 13.2, 41.4 vs 24.8, 23.0 vs 12.6 dB (on 102 scenes: see data/README.md). Asserted: every
-    scene closer with alternation, by 8 dB on average."""
+    always first: 19.8 vs 11.7, 36.5 vs 23.3, 26.1 vs 13.0 dB (`shapes_v1`: 34.0 vs 13.2, 41.4 vs 24.8, 23.0 vs
+    12.6; on 102 scenes: see data/README.md). Asserted: every scene closer with alternation, by 8 dB on average
+    (measured 11.5)."""
     from minidiff.bench.edit import edit_cases
     from minidiff.metrics import psnr
 

@@ -123,15 +123,18 @@ def test_word_swap_edits(model, x_T):
 
 
 def test_local_blend_keeps_outside_of_mask_identical(model, x_T):
-    blend = LocalBlend(model.tokenizer, SRC, TGT, [["red", "circle"], ["square"]], [["green", "circle"], ["circle"]],
-                       resolution=max(model.unet.cfg.attention_resolutions))
+    """Local blend on each edited object's colour and shape words (the colour word, as `bench edit` blends: a shape
+    word's map alone is diffuse on these models and covered 0.52-0.62 of the picture). Mask area measured at the
+    last step: 0.40 and 0.32 (`shapes_v1`: 0.30 and 0.28); asserted between 0.02 and 0.5."""
+    blend = LocalBlend(model.tokenizer, SRC, TGT, [["red", "circle"], ["blue", "square"]],
+                       [["green", "circle"], ["blue", "circle"]], resolution=max(model.unet.cfg.attention_resolutions))
     ctrl = Replace(model.tokenizer, SRC, TGT, grid(), cross_steps=0.8, local_blend=blend)
     xs, xt = p2p_sample(model, ctrl, x_T, w3(model))
     mask = blend.last_mask  # (G, 1, 32, 32), the mask of the last step
     outside = (mask == 0).expand_as(xs)
     assert torch.equal(xs[outside], xt[outside])
     frac = mask.mean(dim=(1, 2, 3))
-    assert ((frac > 0.02) & (frac < 0.6)).all(), frac  # a real, local mask
+    assert ((frac > 0.02) & (frac < 0.5)).all(), frac  # a real, local mask
     assert (xs - xt)[~outside].abs().mean() > 0.1  # and the edit happened inside it
 
 
@@ -232,8 +235,9 @@ def test_controller_rejects_foreign_timesteps(model, x_T):
 
 def test_null_text_inversion_beats_ddim_inversion_under_guidance(model):
     """At w = 7.5 plain DDIM inversion drifts; optimising the null embedding per step follows the
-    w = 1 pivot. Measured on 4 held-out scenes, 10 steps, lr 1e-2: mean PSNR DDIM 8.0 dB, null-text 22.0 dB
-    (gap 14.0 dB, deterministic); asserted > 10 dB to leave room for other BLAS builds' float32 round-off."""
+    w = 1 pivot. Measured on 4 held-out scenes, 10 steps, lr 1e-2: mean PSNR DDIM 13.4 dB, null-text 24.0 dB
+    (gap 10.7 dB, deterministic; on `shapes_v1` 8.0 -> 22.0 dB); asserted > 10 dB, which leaves room for other BLAS
+    builds' float32 round-off (hundredths of a dB)."""
     x0, caps = shapes_tensors(4, seed=0, split="test")
     ctx, null, w = model.encode_text(caps), model.null_context(), 7.5
     guidance = Guidance(null, w)

@@ -1,4 +1,5 @@
-"""The shipped `shapes` and `shapes_pos1` checkpoints load, record how they were made, and draw what prompts say."""
+"""The shipped `shapes` (position-coded since issue 15) and `shapes_v1` checkpoints load, record how they were made,
+and draw what prompts say."""
 
 import pytest
 import torch
@@ -14,13 +15,14 @@ pytestmark = pytest.mark.skipif(not pretrained.available("shapes"), reason="data
 def test_shapes_checkpoint_records_its_training_command_and_step():
     model = pretrained.load("shapes")
     assert model.info["step"] == 3000 and model.info["command"].startswith("python -m minidiff train --dataset shapes")
+    assert "--unet shapes_pos1" in model.info["command"] and model.unet.cfg.position_gain == 1.0
     assert model.conditional and model.unet.cfg.image_size == 32
     assert 1_700_000 < model.num_params() < 1_900_000
 
 
 def test_shapes_model_draws_single_object_prompts_with_the_right_colour_and_background():
     """16 held-out single-object prompts, DDIM 25 steps, w = 3. Measured when shipped: 16/16 on every attribute
-    (two-object prompts are much harder: see `python -m minidiff bench prompt-accuracy`). The bound, 14/16, leaves
+    (two-object prompts: the next test; `python -m minidiff bench prompt-accuracy`). The bound, 14/16, leaves
     room for float differences across machines and is far above chance (colour 1/6, background 1/4)."""
     _, captions = shapes_tensors(200, seed=0, split="test")
     prompts = [c for c in captions if " and a " not in c][:16]
@@ -45,16 +47,22 @@ def test_shipped_background_classifier_reads_noisy_images_up_to_mid_noise():
     assert min(acc.values()) >= 0.95
 
 
-@pytest.mark.skipif(not pretrained.available("shapes_pos1"), reason="data/shapes_pos1 checkpoint not present")
-def test_shapes_pos1_draws_two_object_prompts_with_each_object_where_the_prompt_puts_it():
+def test_shapes_draws_two_object_prompts_with_each_object_where_the_prompt_puts_it():
     """The position-coded model (issue 15): 16 held-out two-object prompts, DDIM 25 steps, w = 3. Measured when
-    shipped: 16/16 fully correct (200 held-out prompts: 1.000; the shipped `shapes`, same recipe without the code:
+    shipped: 16/16 fully correct (200 held-out prompts: 1.000; `shapes_v1`, the same recipe without the code:
     0.308 of two-object prompts). The bound, 14/16 fully correct, leaves room for float differences across machines;
-    chance is 0 (shuffled prompts) and `shapes` gets about 5/16."""
-    model = pretrained.load("shapes_pos1")
-    assert model.info["step"] == 3000 and "--unet shapes_pos1" in model.info["command"]
-    assert model.unet.cfg.position_gain == 1.0
+    chance is 0 (shuffled prompts) and `shapes_v1` gets 5/16."""
+    model = pretrained.load("shapes")
     _, captions = shapes_tensors(200, seed=0, split="test")
     prompts = [c for c in captions if " and a " in c][:16]
     x = generate(model, prompts, w=3.0, steps=25, seed=0, progress=False)
     assert check_batch(x, prompts)["correct"] >= 14 / 16
+
+
+@pytest.mark.skipif(not pretrained.available("shapes_v1"), reason="data/shapes_v1 checkpoint not present")
+def test_shapes_v1_is_the_first_shapes_model_that_shapes_instruct_was_fine_tuned_from():
+    """`shapes_v1` is the `shapes` of lectures 1-6 before issue 15 (no position code), kept byte for byte: it is
+    the `--init` of `shapes_instruct` and the "before" of the binding tables in data/README.md."""
+    model = pretrained.load("shapes_v1")
+    assert model.info["step"] == 3000 and model.unet.cfg.position_gain is None
+    assert model.sha256.startswith("b459b970d24b")

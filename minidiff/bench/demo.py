@@ -9,7 +9,7 @@ local blend, shape with a short per-word injection, background) and by EDICT; ev
 scored against the exactly re-rendered target (`out/editing.png`).
 
 DDIM runs 25 steps for the samples and the inversion (the steps of the edit and null-text tables in data/README.md;
-prompt accuracy at w = 3 is the same at 25 and 50 steps: 0.640 of 200 prompts fully correct at both); EDICT runs 50
+prompt accuracy at w = 3 is the same at 25 and 50 steps: all 200 prompts fully correct at both); EDICT runs 50
 (it drifts with fewer, data/README.md). With two or more threads, parts 1 and 2 run in a child process on one core
 while part 3 runs here on the other (`run`).
 """
