@@ -180,15 +180,15 @@ plt.show()
 # from the ideal edit (the line under the table): there the colour is redrawn and the coarse layout survives.
 #
 # SDEdit is a strong baseline. On the project's edit benchmark (`data/README.md`: 102 colour, shape and background
-# edits, lecture 5; measured on `shapes_v1`, this notebook's model before it gained a position code) SDEdit at
-# $t_0 = 0.5\,T$ succeeds on 0.84 of the edits with 21.1 dB PSNR to the target, more often than DDIM inversion regenerated under the target prompt (0.74, 20.6 dB) or DDIM inversion + Prompt-to-Prompt
-# (0.80, 21.6 dB): success only asks that the image show the target caption, and fresh noise lets SDEdit redraw
-# freely. It loses in the region the edit must *not* touch: the fresh, random noise re-invents fine detail there too,
-# so that region keeps 25.1 dB PSNR and SSIM 0.614, against 27.8 dB and 0.703 for null-text inversion + P2P + local
-# blend (which also succeeds more often, 0.92). Keeping the rest of the image needs the noise that *reproduces* it,
-# inversion (next section), together with lecture 5's attention control and null-text inversion; plain DDIM inversion
-# under the new prompt keeps less than SDEdit (22.8 dB, SSIM 0.579). (With `FAST = True` these are 4 images: expect
-# noisy fractions.)
+# edits, lecture 5; measured on `shapes_v1`, this notebook's model before it gained a position code) SDEdit at $t_0 =
+# 0.5\,T$ succeeds on 0.84 of the edits with 21.1 dB PSNR to the target, more often than DDIM inversion regenerated
+# under the target prompt (0.74, 20.6 dB) or DDIM inversion + Prompt-to-Prompt (0.80, 21.6 dB): success only asks that
+# the image show the target caption, and fresh noise lets SDEdit redraw freely. It loses in the region the edit must
+# *not* touch: the fresh, random noise re-invents fine detail there too, so that region keeps 25.1 dB PSNR and SSIM
+# 0.614, against 27.8 dB and 0.703 for null-text inversion + P2P + local blend (which also succeeds more often, 0.92).
+# Keeping the rest of the image needs the noise that *reproduces* it, inversion (next section), together with lecture
+# 5's attention control and null-text inversion; plain DDIM inversion under the new prompt keeps less than SDEdit (22.8
+# dB, SSIM 0.579). (With `FAST = True` these are 4 images: expect noisy fractions.)
 #
 # ## 2. DDIM inversion
 #

@@ -28,7 +28,8 @@
 
 # %% tags=["parameters"]
 # FAST = True is the CI-sized run (about 85 s in the test suite, 2 threads): few images, short grids.
-# FAST = False runs the lecture's sizes: 50-step grids, the paper's 50/100/200-step table in float64 (~10 minutes).
+# FAST = False runs the lecture's sizes: 50-step grids, the paper's 50/100/200-step table in float64 (17 minutes on
+# the project's 2-core CPU, 2026-12-02).
 FAST = True
 DEVICE = "auto"  # where the models run: auto (CUDA, else MPS, else CPU; $MINIDIFF_DEVICE overrides), cpu, cuda, mps
 

@@ -118,9 +118,10 @@ plt.show()
 print("the checker says the sample shows the prompt:", check(x_src[0], src)["correct"])
 
 # %% [markdown]
-# The colour words light up their objects: "red" on the left, "blue" on the right. The shape words and the
-# function words are much more diffuse on this small model (its text encoder mixes tokens), which matters for
-# local blend below. **Check**: the map of "red" puts more mass on the left half than on the right.
+# The colour words light up their objects: "red" on the left, "blue" on the right; "left" and "right" light up their
+# halves of the picture. The shape words and the function words are much more diffuse on this small model (its text
+# encoder mixes tokens), which matters for local blend below. **Check**: the map of "red" puts more mass on the left
+# half than on the right.
 
 # %%
 red, blue = maps[words.index("red")], maps[words.index("blue")]
@@ -150,10 +151,13 @@ for tau in (0.0, 0.2, 0.5, 0.8, 1.0):
 show(rows, titles)
 
 # %% [markdown]
-# $\tau = 0$ is plain re-generation from the same noise; larger $\tau$ keeps more of the source's layout. For a
-# *shape* swap the source map draws the old outline, so the swapped word should get a short window while the rest
-# keeps a long one: a per-word schedule `{"default": 0.8, "triangle": 0.2}`. Self-attention injection
-# (`self_steps`) copies the source's pixel-to-pixel attention, which fixes the layout even more strongly.
+# $\tau = 0$ is plain re-generation from the same noise; larger $\tau$ keeps more of the source's layout. (On this
+# prompt and seed the model draws the same layout even at $\tau = 0$, so the five pictures look alike: their mean
+# absolute difference from $\tau = 1$ falls from 0.06 at $\tau = 0$ to 0.006 at $\tau = 0.8$, pixels in $[-1, 1]$, with
+# 20 or 50 steps; section 6's benchmark measures what the injection keeps over many scenes.) For a *shape* swap the
+# source map draws the old outline, so the swapped word should get a short window while the rest keeps a long one: a
+# per-word schedule `{"default": 0.8, "triangle": 0.2}`. Self-attention injection (`self_steps`) copies the source's
+# pixel-to-pixel attention, which fixes the layout even more strongly.
 
 # %%
 tgt_shape = "a red circle on the left and a blue triangle on the right on a white background"

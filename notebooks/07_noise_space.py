@@ -185,10 +185,11 @@ print(f"G(z) vs x_0: MSE {reconstruction_mse(x_rec, x0).mean():.2e} (pixels in [
 # its $z_t$ are larger than $\mathcal N(0, I)$, the more so the finer the grid. Per step: the standard deviation of
 # $z_t$, and the correlation of $z_t$ with $x_0$ and of $|z_t|^2$ with $x_0$'s edges (where structure would show).
 #
-# Measured with this notebook's code on 4 scenes: the DPM-Encoder's std is 1.00 at every step but the last noisy one;
-# the edit-friendly std has median 1.38 on 10 steps and 2.75 on 50. Neither map correlates with $x_0$ (|r| <= 0.04)
-# or with its edges, except at the last noisy step, where *both* carry the model's error along the edges (r = 0.36
-# on 10 steps, 0.15 on 50): on this small model the edit-friendly maps are larger, not visibly more structured.
+# Measured with this notebook's code on 4 scenes: the DPM-Encoder's std is 0.99-1.03 at every step but the last
+# noisy one (and, on 50 steps, the one before it: 1.12); the edit-friendly std has median 1.38 on 10 steps and 2.75
+# on 50. Neither map correlates with $x_0$ (|r| <= 0.05) or with its edges (|r| <= 0.09), except at the last noisy
+# step, where *both* carry the model's error along the edges (r = 0.34-0.35 on 10 steps, 0.14 on 50; with $x_0$
+# itself r = 0.06-0.11): on this small model the edit-friendly maps are larger, not visibly more structured.
 
 # %%
 ef = edit_friendly_invert(model, sched, x0, grid=S_grid, context=ctx, generator=torch.Generator().manual_seed(1))

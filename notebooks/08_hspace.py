@@ -170,13 +170,13 @@ for t, t_prev in [(S_grid[1].item(), S_grid[2].item()), (501, 500)]:
 #
 # What to expect in FAST mode (6 scenes, 10 steps, 3 epochs; the numbers printed below vary from run to run with
 # f_t's initialisation and the thread count, the pattern does not): the direction loss falls from 1 to near 0 within
-# seconds, but $1 - \cos$ rewards the direction of $\Delta I$, not its length, and the
-# reconstruction term holds the length down, so at scale 1 the edit is faint. The border darkens with the scale,
-# roughly linearly, the object degrades at the large scales (the PSNR to the reconstruction falls to 13-19 dB at
-# scales 8-12), and the checker never reads the background as black (a black border is -0.84 on the [-1, 1]
-# scale). Negative scales move it the other way, a little. On this 1.7M-parameter model h-space moves a global
-# attribute, weakly; `bench hspace --checkpoint shapes` measures the same edit with a stronger loss against the
-# exact target (data/README.md).
+# seconds, but $1 - \cos$ rewards the direction of $\Delta I$, not its length, and the reconstruction term holds the
+# length down, so at scale 1 the edit is faint. The border darkens with the scale and then saturates (one run on
+# `shapes`: brightness -0.40 at scale 4, -0.46 at 8 and 12), the object degrades at the large scales (the PSNR to the
+# reconstruction falls to 11.7-12.7 dB at scales 4-12), and the checker never reads the background as black (a black
+# border is -0.84 on the [-1, 1] scale). Negative scales move it the other way, a little. On this 1.7M-parameter model
+# h-space moves a global attribute, weakly; `bench hspace --checkpoint shapes` measures the same edit with a stronger
+# loss against the exact target (data/README.md).
 
 # %%
 def border(x: torch.Tensor) -> torch.Tensor:
@@ -275,7 +275,7 @@ grid(torch.stack(rows), [f"v{i + 1} {s}" for i in range(3) for s in ("-", "0", "
 # to move) and the projection of the image change onto the change $v_1$ alone makes,
 # $\langle x - x_\text{rec}, d_v \rangle / |d_v|^2$ (1 for the $v_1$ edit itself). If $\Delta h$'s compose,
 # the sum shows both readings, and its image change is close to the sum of the two changes (in FAST mode the
-# printed relative difference is a few tenths: they add, roughly, as the network is not linear in $h$).
+# printed relative difference was 0.12 in one run: they add, roughly, as the network is not linear in $h$).
 
 # %%
 one = x_T_pair[:1]

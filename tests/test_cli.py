@@ -46,8 +46,9 @@ def test_sample_writes_a_grid_and_rejects_unknown_words(tmp_path, capsys):
 
 def test_bench_edict_prints_an_exact_edict_round_trip(capsys):
     """`bench edict` on the shapes model: EDICT's round trip is exact up to float32 round-off, DDIM's is not.
-    Measured (2 scenes, 5 steps): EDICT (UC) MSE 1.1e-9 (2.4e-10 on `shapes_v1`), DDIM (UC) 2.2e-2. Round-off grows by 1/p^2 per step
-    from float32's 6e-8, so 1e-8 bounds it at 5 steps; DDIM's error is a modelling error, far above 1e-3."""
+    Measured (2 scenes, 5 steps): EDICT (UC) MSE 1.1e-9 (2.4e-10 on `shapes_v1`), DDIM (UC) 2.2e-2. Round-off
+    grows by 1/p^2 per step from float32's 6e-8, so 1e-8 bounds it at 5 steps; DDIM's error is a modelling error,
+    far above 1e-3."""
     from minidiff.training import pretrained
 
     if not pretrained.available("shapes"):
