@@ -180,15 +180,15 @@ plt.show()
 # from the ideal edit (the line under the table): there the colour is redrawn and the coarse layout survives.
 #
 # SDEdit is a strong baseline. On the project's edit benchmark (`data/README.md`: 102 colour, shape and background
-# edits, lecture 5; measured on `shapes_v1`, this notebook's model before it gained a position code) SDEdit at $t_0 =
-# 0.5\,T$ succeeds on 0.84 of the edits with 21.1 dB PSNR to the target, more often than DDIM inversion regenerated
-# under the target prompt (0.74, 20.6 dB) or DDIM inversion + Prompt-to-Prompt (0.80, 21.6 dB): success only asks that
-# the image show the target caption, and fresh noise lets SDEdit redraw freely. It loses in the region the edit must
-# *not* touch: the fresh, random noise re-invents fine detail there too, so that region keeps 25.1 dB PSNR and SSIM
-# 0.614, against 27.8 dB and 0.703 for null-text inversion + P2P + local blend (which also succeeds more often, 0.92).
-# Keeping the rest of the image needs the noise that *reproduces* it, inversion (next section), together with lecture
-# 5's attention control and null-text inversion; plain DDIM inversion under the new prompt keeps less than SDEdit (22.8
-# dB, SSIM 0.579). (With `FAST = True` these are 4 images: expect noisy fractions.)
+# edits, lecture 5) nearly every method shows the target caption: this model draws every prompt right, so even
+# re-generating from new noise does. The methods differ in what they keep of the region the edit must *not* touch.
+# SDEdit at $t_0 = 0.5\,T$ succeeds on 0.87 of the edits (it repaints only 0.62 of the backgrounds) and keeps that
+# region at 25.7 dB PSNR, SSIM 0.633; at $t_0 = 0.75\,T$ it makes every edit and keeps 24.3 dB, SSIM 0.595: the
+# fresh, random noise re-invents fine detail there too (new noise alone: 22.9 dB). Keeping the rest of the image needs
+# the noise that *reproduces* it, inversion (next section), and more than plain DDIM inversion under the new prompt
+# (22.7 dB): lecture 5's attention control and null-text inversion (25.7 dB), EDICT's exact inversion (lecture 4,
+# 27.9 dB, SSIM 0.818) and most of all the DDPM noise space (lecture 7: 37.6 dB, SSIM 0.944). (With `FAST = True`
+# these are 4 images: expect noisy fractions.)
 #
 # ## 2. DDIM inversion
 #

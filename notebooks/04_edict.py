@@ -394,17 +394,16 @@ print(f"EDICT's x and y differ by RMS {rms(x_edict - y_edict):.3f} alternating, 
 
 # %% [markdown]
 # One scene says little; the project's edit benchmark (`python -m minidiff bench edit`, 102 held-out scenes, a third
-# each colour, shape and background edits, w = 3; data/README.md; measured on `shapes_v1`, this notebook's model
-# before it gained a position code) measures it. EDICT with the alternating order
-# succeeds on 0.69 of the edits (colour 0.74) and keeps the region the edit must not touch best of the
-# deterministic methods (SSIM 0.78, against 0.70 for null-text inversion + P2P + local blend, which succeeds more
-# often, 0.92; lecture 7's edit-friendly DDPM inversion + P2P beats both: 0.94 and SSIM 0.955). With $x$
-# always first the same EDICT succeeds on 0.51 (colour only 0.26): its $x$ and $y$ end 17.3 dB apart (PSNR,
-# mean over the scenes) against 28.6 dB alternating, and its edits fail the checker more often.
-# EDICT still needs the 50 steps: with 25 steps the sequences drift apart under the new prompt (12.9 dB) and only
-# 0.24 of the edits succeed (section 3 shows why). On a model this small DDIM inversion errs little (section 4), so
-# EDICT's exactness buys less here than on Stable Diffusion; its advantage grows with the inversion error of the
-# model (large guidance, large images).
+# each colour, shape and background edits, w = 3; data/README.md) measures it. EDICT with the alternating order
+# succeeds on 0.89 of the edits (colour 0.85) and keeps the region the edit must not touch best of the
+# deterministic methods (27.9 dB PSNR, SSIM 0.82, against 25.7 dB and 0.63 for null-text inversion + P2P + local
+# blend, which succeeds more often, 0.96; lecture 7's edit-friendly DDPM inversion + P2P beats both: 1.00 and 37.6 dB,
+# SSIM 0.94). With $x$ always first the same EDICT succeeds on 0.66 (colour 0.56) and keeps 23.5 dB. (On
+# `shapes_v1`, this model before it gained a position code, the x-first EDICT ended with $x$ and $y$ 17.3 dB apart,
+# PSNR mean over the scenes, against 28.6 dB alternating.) EDICT still needs the 50 steps: on `shapes_v1` with 25
+# steps the sequences drifted apart under the new prompt (12.9 dB) and only 0.24 of the edits succeeded (section 3
+# shows why). On a model this small DDIM inversion errs little (section 4), so EDICT's exactness buys less here than
+# on Stable Diffusion; its advantage grows with the inversion error of the model (large guidance, large images).
 
 # %% [markdown]
 # ## 6. Latent models
