@@ -269,17 +269,17 @@ print(f"notebook ran in {time.time() - t_start:.0f} s")
 # %% [markdown]
 # ## What the full table says
 #
-# `data/README.md` has every row on 102 word swaps + 34 moves at 25 steps, measured on `shapes_v1` (this notebook's
-# model before it gained a position code, issue 15; not yet re-measured on `shapes`). In short:
+# `data/README.md` has every row on 102 word swaps + 34 moves at 25 steps. In short:
 #
-# - **The PIE-Bench ordering holds.** Kept-region PSNR at w = 3, all with local blend: DDIM inversion + P2P 25.9 dB
-#   < null-text inversion + P2P 27.8 < Direct Inversion + P2P 34.1, Direct Inversion at a quarter of null-text's
-#   time. At PIE-Bench's w = 7.5 guided DDIM drifts and DDIM inversion + P2P collapses (12.1 dB, 0.23 of the edits
-#   right) while the two corrected inversions keep 25.1 and 32.3 dB: PIE-Bench's 17.9 << 27.0 ~ 27.2.
+# - **The PIE-Bench ordering holds.** Kept-region PSNR at w = 3, all with local blend: DDIM inversion + P2P 24.4 dB
+#   < null-text inversion + P2P 25.7 < Direct Inversion + P2P 33.0, Direct Inversion in a quarter of null-text's
+#   time. At PIE-Bench's w = 7.5 (measured on `shapes_v1`, this notebook's model before issue 15) guided DDIM drifts
+#   and DDIM inversion + P2P collapses (12.1 dB, 0.23 of the edits right) while the two corrected inversions keep
+#   25.1 and 32.3 dB: PIE-Bench's 17.9 << 27.0 ~ 27.2.
 # - **Moves** need a method that lets the target prompt redraw the layout: Blended Diffusion with the exact mask and
-#   Pix2Pix-Zero make all of them, MasaCtrl 0.79 (0.91 from Direct Inversion); the P2P methods 0.15-0.44 (the
-#   injected maps hold the object in place), InstructPix2Pix 0.06.
-# - **Each has its weak kind**: MasaCtrl background edits (0.12: the source lends only its appearance, to the whole
-#   new image), Pix2Pix-Zero background edits (0.18: it goes about half way to the new colour), InstructPix2Pix the
-#   kept region (21.0 dB: it regenerates the whole image). Edit-friendly DDPM inversion + P2P (lecture 7) stays the
-#   best on word swaps (0.98, 38.3 dB kept).
+#   MasaCtrl make all of them, Pix2Pix-Zero 0.94; the P2P methods 0.03-0.35 (the injected maps hold the object in
+#   place), InstructPix2Pix 0.06.
+# - **Each has its weak kind**: MasaCtrl background edits (0.32-0.47: the source lends only its appearance, to the
+#   whole new image), Pix2Pix-Zero background edits (0.53), InstructPix2Pix the kept region (21.0 dB: it regenerates
+#   the whole image). Edit-friendly DDPM inversion + P2P (lecture 7) has the best PSNR to target on word swaps (28.5
+#   dB) and keeps 37.6 dB.
