@@ -61,7 +61,7 @@ def test_shapes_draws_two_object_prompts_with_each_object_where_the_prompt_puts_
 
 @pytest.mark.skipif(not pretrained.available("shapes_v1"), reason="data/shapes_v1 checkpoint not present")
 def test_shapes_v1_is_the_first_shapes_model_that_shapes_instruct_was_fine_tuned_from():
-    """`shapes_v1` is the `shapes` of lectures 1-6 before issue 15 (no position code), kept byte for byte: it is
+    """`shapes_v1` is the `shapes` the lectures used before issue 15 (no position code), kept byte for byte: it is
     the `--init` of `shapes_instruct` and the "before" of the binding tables in data/README.md."""
     model = pretrained.load("shapes_v1")
     assert model.info["step"] == 3000 and model.unet.cfg.position_gain is None
