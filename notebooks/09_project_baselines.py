@@ -245,7 +245,7 @@ for lam, ls in losses.items():
 if pretrained.available("shapes_instruct"):
     ip2p = pretrained.load("shapes_instruct", device=device)
     rows, titles = [], []
-    for s_I, s_T in ((1.0, 1.0), (1.5, 5.0), (3.0, 5.0)):  # the conditional model; the table's; more image
+    for s_I, s_T in ((1.0, 1.0), (2.0, 3.0), (3.0, 5.0)):  # the conditional model; the table's; more image
         rows.append(instruct_edit(ip2p, x0, cases.instruction, s_I, s_T, STEPS))
         titles += [f"s_I {s_I}, s_T {s_T}: {v}" for v in verdict(rows[-1], cases)]
     grid(torch.cat(rows), titles, ncol=2)
@@ -278,8 +278,8 @@ print(f"notebook ran in {time.time() - t_start:.0f} s")
 #   25.1 and 32.3 dB: PIE-Bench's 17.9 << 27.0 ~ 27.2.
 # - **Moves** need a method that lets the target prompt redraw the layout: Blended Diffusion with the exact mask and
 #   MasaCtrl make all of them, Pix2Pix-Zero 0.94; the P2P methods 0.03-0.35 (the injected maps hold the object in
-#   place), InstructPix2Pix 0.06.
+#   place), InstructPix2Pix 0.03.
 # - **Each has its weak kind**: MasaCtrl background edits (0.32-0.47: the source lends only its appearance, to the
-#   whole new image), Pix2Pix-Zero background edits (0.53), InstructPix2Pix the kept region (21.0 dB: it regenerates
+#   whole new image), Pix2Pix-Zero background edits (0.53), InstructPix2Pix the kept region (21.8 dB: it regenerates
 #   the whole image). Edit-friendly DDPM inversion + P2P (lecture 7) has the best PSNR to target on word swaps (28.5
 #   dB) and keeps 37.6 dB.

@@ -28,7 +28,7 @@ from ..training import pretrained
 
 BLEND_SKIP = 0.25  # Blended Latent Diffusion's script skips the first 25% of the steps (`baselines.blended`)
 INSTRUCT = "shapes_instruct"  # the shipped InstructPix2Pix checkpoint
-S_I, S_T = 1.5, 5.0  # InstructPix2Pix's guidance scales in the table: the best success of 7 pairs on 48 cases
+S_I, S_T = 2.0, 3.0  # InstructPix2Pix's guidance scales in the table: the best success of 7 pairs on 48 cases
 
 # PIE-Bench (Ju et al., ICLR 2024, Table 1; Stable Diffusion, 700 real images): background PSNR (dB) of the three
 # P2P rows, as quoted in issue 19 and, for Direct Inversion + P2P, its paperswithcode entry (also structure distance
