@@ -273,9 +273,9 @@ print(f"notebook ran in {time.time() - t_start:.0f} s")
 #
 # - **The PIE-Bench ordering holds.** Kept-region PSNR at w = 3, all with local blend: DDIM inversion + P2P 24.4 dB
 #   < null-text inversion + P2P 25.7 < Direct Inversion + P2P 33.0, Direct Inversion in a quarter of null-text's
-#   time. At PIE-Bench's w = 7.5 (measured on `shapes_v1`, this notebook's model before issue 15) guided DDIM drifts
-#   and DDIM inversion + P2P collapses (12.1 dB, 0.23 of the edits right) while the two corrected inversions keep
-#   25.1 and 32.3 dB: PIE-Bench's 17.9 << 27.0 ~ 27.2.
+#   time. At PIE-Bench's w = 7.5 guided DDIM drifts and DDIM inversion + P2P collapses (10.7 dB, 0.20 of the edits
+#   right) while the two corrected inversions keep 22.2 (null-text) and 31.3 dB (Direct Inversion): PIE-Bench's
+#   17.9 << 27.0 ~ 27.2, with null-text inversion behind on this model.
 # - **Moves** need a method that lets the target prompt redraw the layout: Blended Diffusion with the exact mask and
 #   MasaCtrl make all of them, Pix2Pix-Zero 0.94; the P2P methods 0.03-0.35 (the injected maps hold the object in
 #   place), InstructPix2Pix 0.03.
