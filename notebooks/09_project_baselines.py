@@ -62,6 +62,7 @@ from minidiff.baselines.pix2pix_zero import (
     pix2pix_zero_invert,
     xa_guidance_step,
 )
+from minidiff.bench.baselines import S_I, S_T
 from minidiff.bench.edit import edit_benchmark, make_cases, score, word_swap_controller
 from minidiff.datasets.shapes import Scene, ShapeObject, swap_sentences
 from minidiff.devices import resolve_device
@@ -245,7 +246,7 @@ for lam, ls in losses.items():
 if pretrained.available("shapes_instruct"):
     ip2p = pretrained.load("shapes_instruct", device=device)
     rows, titles = [], []
-    for s_I, s_T in ((1.0, 1.0), (2.0, 3.0), (3.0, 5.0)):  # the conditional model; the table's; more image
+    for s_I, s_T in ((1.0, 1.0), (S_I, S_T), (3.0, 5.0)):  # the conditional model; the table's; more image
         rows.append(instruct_edit(ip2p, x0, cases.instruction, s_I, s_T, STEPS))
         titles += [f"s_I {s_I}, s_T {s_T}: {v}" for v in verdict(rows[-1], cases)]
     grid(torch.cat(rows), titles, ncol=2)

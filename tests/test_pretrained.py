@@ -60,9 +60,9 @@ def test_shapes_draws_two_object_prompts_with_each_object_where_the_prompt_puts_
 
 
 @pytest.mark.skipif(not pretrained.available("shapes_v1"), reason="data/shapes_v1 checkpoint not present")
-def test_shapes_v1_is_the_first_shapes_model_that_shapes_instruct_was_fine_tuned_from():
-    """`shapes_v1` is the `shapes` the lectures used before issue 15 (no position code), kept byte for byte: it is
-    the `--init` of `shapes_instruct` and the "before" of the binding tables in data/README.md."""
+def test_shapes_v1_is_the_first_shapes_model_kept_byte_for_byte():
+    """`shapes_v1` is the `shapes` the lectures used before issue 15 (no position code), kept byte for byte: the
+    "before" of the tables marked `shapes_v1` in data/README.md (and the `--init` of the first `shapes_instruct`)."""
     model = pretrained.load("shapes_v1")
     assert model.info["step"] == 3000 and model.unet.cfg.position_gain is None
     assert model.sha256.startswith("b459b970d24b")
@@ -71,17 +71,18 @@ def test_shapes_v1_is_the_first_shapes_model_that_shapes_instruct_was_fine_tuned
 @pytest.mark.skipif(not pretrained.available("shapes_instruct"), reason="data/shapes_instruct checkpoint not present")
 def test_shipped_instruct_pix2pix_follows_instructions_and_keeps_the_image():
     """`shapes_instruct` (InstructPix2Pix fine-tuned from `shapes`, issue 15) on the first 24 word swaps of `bench
-    edit` at the table's scales (s_I, s_T) = (2, 3), DDIM 25 steps. Measured when shipped: 19/24 edits right
-    (colour 5/8, shape 6/8, background 8/8; the edit left undone scores 0), kept-region PSNR 22.8 dB. Without the
-    image term (s_I = 0) the kept region falls to 13.8 dB (7/24 right): the model reads its input image. Bounds:
-    14/24, 20 dB, and a gap of at least 5 dB."""
+    edit` at the table's scales (`bench.baselines.S_I, S_T` = 2, 3), DDIM 25 steps. Measured when shipped: 19/24
+    edits right (colour 5/8, shape 6/8, background 8/8; the edit left undone scores 0), kept-region PSNR 22.8 dB.
+    Without the image term (s_I = 0) the kept region falls to 13.8 dB (7/24 right): the model reads its input image.
+    Bounds: 14/24, 20 dB, and a gap of at least 5 dB."""
     from minidiff.baselines.instruct_pix2pix import instruct_edit
+    from minidiff.bench.baselines import S_I, S_T
     from minidiff.bench.edit import edit_cases, score
 
     model = pretrained.load("shapes_instruct")
     assert model.info["step"] == 1800 and "--init shapes " in model.info["command"]
     cases = edit_cases(24, seed=0)
-    edit = score(instruct_edit(model, cases.source, cases.instruction, 2.0, 3.0, steps=25, seed=0), cases)
-    blind = score(instruct_edit(model, cases.source, cases.instruction, 0.0, 3.0, steps=25, seed=0), cases)
+    edit = score(instruct_edit(model, cases.source, cases.instruction, S_I, S_T, steps=25, seed=0), cases)
+    blind = score(instruct_edit(model, cases.source, cases.instruction, 0.0, S_T, steps=25, seed=0), cases)
     assert edit["success"].sum() >= 14 and edit["psnr_keep"].mean() >= 20
     assert edit["psnr_keep"].mean() - blind["psnr_keep"].mean() >= 5
