@@ -7,7 +7,10 @@
   and classifier-FID / classifier-KID against the held-out set, in that classifier's feature
   space. Two reference rows bracket the model: real training images vs the held-out set (the
   floor: what a perfect model would score with this many images) and samples of a freshly
-  initialised model of the same architecture (the ceiling).
+  initialised model of the same architecture (the ceiling). For a latent model a third row, the latent
+  floor: the same training images encoded and decoded by its autoencoder, which is what a latent model
+  that sampled the latent distribution exactly would produce (`latent_floor`, also a column of
+  `autoencoder_table`).
 
 KID's kernel (x . y / D + 1)^3 assumes features of order one; the classifier's max-pooled ReLU
 features are not, so both feature sets are standardised per dimension by the held-out set's mean
@@ -17,6 +20,7 @@ and std before KID (FID is computed on the raw features, as usual).
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -35,27 +39,55 @@ LDM_F4_KL_PSNR = 27.5  # Rombach et al. 2022, Table 8: KL-regularised f = 4 auto
 @torch.no_grad()
 def autoencoder_table(names: tuple[str, ...] = ("cifar10_ae", "celeba_ae"), n: int = 1000,
                       device: str | torch.device = "cpu") -> list[dict]:
-    """PSNR / SSIM (mean +- std over images) of each autoencoder's reconstruction of n held-out images."""
+    """PSNR / SSIM (mean +- std over images) of each autoencoder's reconstruction of n held-out images, and,
+    where the data set's evaluation classifier is shipped, its latent floor (`latent_floor`, 500 images)."""
     rows = []
     for name in names:
-        if not pretrained.available(name):
-            print(f"{name}: not in {pretrained.checkpoint_dir()}; skipped")
+        if not (pretrained.available(name) or Path(name).with_suffix(".json").exists()):
+            print(f"{name}: not in {pretrained.checkpoint_dir()} and not a checkpoint path; skipped")
             continue
         ae = pretrained.load(name, kind="Autoencoder", device=device)
-        dataset = ae.info.get("train_config", {}).get("dataset", name.removesuffix("_ae"))
+        dataset = ae.info.get("train_config", {}).get("dataset", Path(name).stem.removesuffix("_ae"))
         size = ae.info.get("train_config", {}).get("image_size", 32)
         x = heldout(dataset, n, size)[0].to(device)
         rec = torch.cat([ae(x[i:i + 250]) for i in range(0, len(x), 250)])
         p, s = psnr(rec, x), ssim(rec, x)
-        rows.append({"row": f"{name} ({dataset} test, {len(x)} images, {size}x{size})", "psnr": p.mean().item(),
-                     "psnr_std": p.std().item(), "ssim": s.mean().item(), "ssim_std": s.std().item(),
-                     "params": ae.num_params(), "latent": f"{ae.cfg.latent_channels}x{size // ae.cfg.factor}^2"})
+        row = {"row": f"{name} ({dataset} test, {len(x)} images, {size}x{size})", "psnr": p.mean().item(),
+               "psnr_std": p.std().item(), "ssim": s.mean().item(), "ssim_std": s.std().item(),
+               "params": ae.num_params(), "latent": f"{ae.cfg.latent_channels}x{size // ae.cfg.factor}^2"}
+        if pretrained.available(f"{dataset}_classifier"):
+            clf = pretrained.load(f"{dataset}_classifier", kind="ImageClassifier", device=device)
+            row.update(latent_floor(ae, clf, dataset, size, n=500, device=device))
+        rows.append(row)
     body = [[r["row"], f"{r['psnr']:.2f} +- {r['psnr_std']:.2f}", f"{r['ssim']:.3f} +- {r['ssim_std']:.3f}",
-             r["latent"], f"{r['params']:,}"] for r in rows]
-    body.append(["LDM KL-f4 (paper, ImageNet 256x256)", f"{LDM_F4_KL_PSNR}", "", "3x64^2", ""])
-    print_table("Autoencoder reconstruction on held-out images", ["autoencoder", "PSNR (dB)", "SSIM", "latent",
-                                                                   "params"], body)
+             r["latent"], f"{r['params']:,}", f"{r['accuracy']:.3f}" if "fid" in r else "",
+             f"{r['fid']:.2f}" if "fid" in r else ""] for r in rows]
+    body.append(["LDM KL-f4 (paper, ImageNet 256x256)", f"{LDM_F4_KL_PSNR}", "", "3x64^2", "", "", ""])
+    print_table("Autoencoder reconstruction on held-out images; latent floor: 500 training images through it",
+                ["autoencoder", "PSNR (dB)", "SSIM", "latent", "params", "floor accuracy", "floor classifier-FID"],
+                body)
     return rows
+
+
+@torch.no_grad()
+def latent_floor(ae, clf, dataset: str, size: int, n: int = 500, seed: int = 0,
+                 device: str | torch.device = "cpu") -> dict:
+    """The best a latent model on `ae` can score in `quality_table`: the same n training images as the table's
+    floor row, encoded to posterior means and decoded (a model that samples the latent distribution exactly
+    produces these), judged by `clf` against the same n held-out images."""
+    x_test, _ = heldout(dataset, n, size, seed=seed)
+    x, caps = training_sample(dataset, size, n, seed)
+    x = x.to(device)
+    rec = torch.cat([ae.decode(ae.encode_mean(x[i:i + 250])) for i in range(0, len(x), 250)])
+    return {"accuracy": conditional_accuracy(clf, rec, caps),
+            "fid": feature_fid(features(clf, rec), features(clf, x_test.to(device)))}
+
+
+def training_sample(dataset: str, size: int, n: int, seed: int = 0) -> tuple[Tensor, list[str]]:
+    """n training images (in [-1, 1]) and their captions, drawn by a seeded permutation (the floor rows' images)."""
+    train = load_dataset(dataset, "train", image_size=size)
+    idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:n]
+    return to_float(train.images[idx]), [train.captions[i] for i in idx.tolist()]
 
 
 def conditional_accuracy(clf, x: Tensor, captions: list[str]) -> float:
@@ -91,9 +123,8 @@ def quality_table(checkpoint: str, classifier: str, n: int = 500, w: float = 3.0
     dataset = model.data["name"]
     x_test, captions = model_heldout(model, n)
     f_test = features(clf, x_test)
-    train = load_dataset(dataset, "train", image_size=model.data["image_size"])
-    idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:n]
-    x_train = to_float(train.images[idx]).to(device)
+    x_train, train_captions = training_sample(dataset, model.data["image_size"], n, seed)
+    x_train = x_train.to(device)
     rows = []
 
     def add(name: str, x: Tensor, caps: list[str], seconds: float = 0.0) -> None:
@@ -103,7 +134,11 @@ def quality_table(checkpoint: str, classifier: str, n: int = 500, w: float = 3.0
         rows.append({"row": name, "accuracy": conditional_accuracy(clf, x, caps), "fid": feature_fid(f, f_test),
                      "kid": kid, "kid_std": kid_std, "seconds": seconds})
 
-    add(f"real training images vs held-out (floor), n = {n}", x_train, [train.captions[i] for i in idx.tolist()])
+    add(f"real training images vs held-out (floor), n = {n}", x_train, train_captions)
+    if model.latent:  # the same images through the autoencoder: what an exact latent model would score
+        with torch.no_grad():
+            rec = torch.cat([model.decode(model.encode(x_train[i:i + 250])) for i in range(0, n, 250)])
+        add("the same images encoded and decoded by its autoencoder (latent floor)", rec, train_captions)
     t0 = time.perf_counter()
     add(f"{checkpoint}: DDIM {steps} steps, w = {w}", generate(model, captions, w, steps, seed),
         captions, time.perf_counter() - t0)
@@ -123,8 +158,10 @@ def quality_table(checkpoint: str, classifier: str, n: int = 500, w: float = 3.0
     return rows
 
 
-AUTOENCODER = BenchCommand("autoencoder", "held-out reconstruction PSNR/SSIM of the shipped autoencoders",
-                           lambda o: autoencoder_table(n=o["n"], device=o["device"]), dict(n=1000))
+AUTOENCODER = BenchCommand("autoencoder", "held-out reconstruction PSNR/SSIM and latent floor of the shipped "
+                           "autoencoders (or of --checkpoint PATH)",
+                           lambda o: autoencoder_table(*((o["checkpoint"],) if o["checkpoint"] else ()),
+                                                       n=o["n"], device=o["device"]), dict(n=1000, checkpoint=None))
 QUALITY = BenchCommand("quality", "classifier accuracy, classifier-FID and -KID of a latent model's samples "
                        "(e.g. --checkpoint cifar10 --classifier cifar10_classifier)",
                        lambda o: [quality_table(o["checkpoint"], o["classifier"], n=o["n"], w=w,

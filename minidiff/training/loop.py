@@ -80,6 +80,7 @@ class TrainConfig:
     min_snr_gamma: float | None = None  # diffusion only: None = L_simple (DDPM eq. 14); e.g. 5 = min-SNR weighting
     kl_weight: float = 1e-6          # autoencoder only: weight of the KL term
     ae_channels: int = 32            # autoencoder only: base channels
+    ae_latent_channels: int = 4      # autoencoder only: channels of the (C, H/4, W/4) latent
     autoencoder: str | None = None   # diffusion only: AE checkpoint (path or shipped name) -> latent diffusion
     classifier_width: int = 16       # classifier only: base width of the ResNet-9-style CNN
     init: str | None = None          # diffusion: start from this checkpoint's weights (fine-tuning); instruct: the
@@ -104,8 +105,8 @@ RULES = (
     ("dataset", lambda v: v in ("shapes", "cifar10", "celeba"), "one of shapes, cifar10, celeba"),
     ("schedule", lambda v: v in ("linear", "cosine"), "linear or cosine"),
     *((name, lambda v: isinstance(v, int) and v >= 1, "an integer >= 1") for name in (
-        "n_train", "image_size", "text_dim", "T", "steps", "batch_size", "ae_channels", "classifier_width",
-        "ckpt_every")),
+        "n_train", "image_size", "text_dim", "T", "steps", "batch_size", "ae_channels", "ae_latent_channels",
+        "classifier_width", "ckpt_every")),
     *((name, lambda v: isinstance(v, int) and v >= 0, "an integer >= 0") for name in (
         "text_depth", "warmup", "sample_every", "seed")),
     ("lr", lambda v: _FINITE(v) and v > 0, "a finite number > 0"),

@@ -194,7 +194,8 @@ def _diffusion_task(cfg: TrainConfig, images: Tensor, captions: list[str], devic
 def _autoencoder_task(cfg: TrainConfig, images: Tensor, captions: list[str], device: torch.device):
     """KL autoencoder: loss = L1 reconstruction + kl_weight * KL (`ae_loss`); the exported model
     carries the latent scale factor estimated on (up to) 2,000 training images."""
-    model = Autoencoder(AutoencoderConfig(kl_weight=cfg.kl_weight, base_channels=cfg.ae_channels)).to(device)
+    model = Autoencoder(AutoencoderConfig(kl_weight=cfg.kl_weight, base_channels=cfg.ae_channels,
+                                          latent_channels=cfg.ae_latent_channels)).to(device)
 
     def batch_loss(idx: Tensor, gen: torch.Generator, part: slice) -> Tensor:
         torch.manual_seed(int(torch.randint(0, 2**31, (1,), generator=gen)))  # the posterior sample
