@@ -160,7 +160,7 @@ def quality_table(checkpoint: str, classifier: str, n: int = 500, w: float = 3.0
 
 AUTOENCODER = BenchCommand("autoencoder", "held-out reconstruction PSNR/SSIM and latent floor of the shipped "
                            "autoencoders (or of --checkpoint PATH)",
-                           lambda o: autoencoder_table(*((o["checkpoint"],) if o["checkpoint"] else ()),
+                           lambda o: autoencoder_table(**({"names": (o["checkpoint"],)} if o["checkpoint"] else {}),
                                                        n=o["n"], device=o["device"]), dict(n=1000, checkpoint=None))
 QUALITY = BenchCommand("quality", "classifier accuracy, classifier-FID and -KID of a latent model's samples "
                        "(e.g. --checkpoint cifar10 --classifier cifar10_classifier)",
