@@ -50,7 +50,7 @@ def autoencoder_table(names: tuple[str, ...] = ("cifar10_ae", "celeba_ae"), n: i
         dataset = ae.info.get("train_config", {}).get("dataset", Path(name).stem.removesuffix("_ae"))
         size = ae.info.get("train_config", {}).get("image_size", 32)
         x = heldout(dataset, n, size)[0].to(device)
-        rec = torch.cat([ae(x[i:i + 250]) for i in range(0, len(x), 250)])
+        rec = reconstruct(ae, x)
         p, s = psnr(rec, x), ssim(rec, x)
         row = {"row": f"{name} ({dataset} test, {len(x)} images, {size}x{size})", "psnr": p.mean().item(),
                "psnr_std": p.std().item(), "ssim": s.mean().item(), "ssim_std": s.std().item(),
@@ -77,10 +77,15 @@ def latent_floor(ae, clf, dataset: str, size: int, n: int = 500, seed: int = 0,
     produces these), judged by `clf` against the same n held-out images."""
     x_test, _ = heldout(dataset, n, size, seed=seed)
     x, caps = training_sample(dataset, size, n, seed)
-    x = x.to(device)
-    rec = torch.cat([ae.decode(ae.encode_mean(x[i:i + 250])) for i in range(0, len(x), 250)])
+    rec = reconstruct(ae, x.to(device))
     return {"accuracy": conditional_accuracy(clf, rec, caps),
             "fid": feature_fid(features(clf, rec), features(clf, x_test.to(device)))}
+
+
+@torch.no_grad()
+def reconstruct(ae, x: Tensor, chunk: int = 250) -> Tensor:
+    """decode(posterior mean of q(z|x)) of images x (B, 3, H, W), `chunk` images at a time."""
+    return torch.cat([ae(x[i:i + chunk]) for i in range(0, len(x), chunk)])
 
 
 def training_sample(dataset: str, size: int, n: int, seed: int = 0) -> tuple[Tensor, list[str]]:
@@ -136,9 +141,8 @@ def quality_table(checkpoint: str, classifier: str, n: int = 500, w: float = 3.0
 
     add(f"real training images vs held-out (floor), n = {n}", x_train, train_captions)
     if model.latent:  # the same images through the autoencoder: what an exact latent model would score
-        with torch.no_grad():
-            rec = torch.cat([model.decode(model.encode(x_train[i:i + 250])) for i in range(0, n, 250)])
-        add("the same images encoded and decoded by its autoencoder (latent floor)", rec, train_captions)
+        add("the same images encoded and decoded by its autoencoder (latent floor)",
+            reconstruct(model.autoencoder, x_train), train_captions)
     t0 = time.perf_counter()
     add(f"{checkpoint}: DDIM {steps} steps, w = {w}", generate(model, captions, w, steps, seed),
         captions, time.perf_counter() - t0)
